@@ -1,0 +1,54 @@
+"""The `runbook` command: the lab's life cycle, and runs of the notebooks."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import RunbookError
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from .lab import control, inspect
+
+    if args.action == "up":
+        state = control.up(args.name, port_base=args.port_base, persona_rows=args.rows)
+        if args.write_params:
+            print(f"parameters for this lab: {inspect.write_params(state, args.write_params)}")
+        print(inspect.status_frame(state).to_string(index=False))
+    elif args.action == "status":
+        state = control.load_state(args.name)
+        print(f"lab {state.name!r}")
+        print(inspect.status_frame(state).to_string(index=False))
+    elif args.action == "down":
+        control.down(args.name, destroy=args.destroy)
+    elif args.action == "reset":
+        state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows)
+        print(inspect.status_frame(state).to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help="the local rehearsal lab (real MySQL servers + AWS API endpoint)")
+    lab.add_argument("action", choices=["up", "status", "down", "reset"])
+    lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
+    lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
+    lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")
+    lab.add_argument("--write-params", metavar="FILE", help="write a parameters file for this lab instance")
+    lab.add_argument("--destroy", action="store_true", help="with down: also delete the servers' data")
+    lab.set_defaults(func=_lab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RunbookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
