@@ -73,6 +73,11 @@ class LabState:
     def home(self) -> Path:
         return state_dir(self.name)
 
+    @property
+    def backup_dir(self) -> Path:
+        """Where backups go: the same path on the host and inside the servers' root filesystem."""
+        return Path(f"/tmp/runbook-lab-{self.name}-backup")
+
     def runner(self) -> Runner:
         return Runner(mysqld=self.mysqld, rootfs=Path(self.rootfs) if self.rootfs else None)
 
@@ -218,6 +223,33 @@ def _publish_secrets(state: LabState) -> None:
             sm.create_secret(Name=name, SecretString=state.passwords[key])
 
 
+def _ensure_backup_dir(state: LabState) -> None:
+    """Under chroot the server writes <rootfs>/tmp/...; a host symlink of the same name
+    makes one path string valid on both sides (CLONE ... DATA DIRECTORY, then upload)."""
+    host = state.backup_dir
+    if not state.rootfs:
+        host.mkdir(parents=True, exist_ok=True)
+        return
+    real = Path(state.rootfs) / host.relative_to("/")
+    real.mkdir(parents=True, exist_ok=True)
+    if host.is_symlink() and host.resolve() == real.resolve():
+        return
+    if host.is_symlink() or host.is_file():
+        host.unlink()
+    elif host.exists():
+        shutil.rmtree(host)
+    host.symlink_to(real)
+
+
+def _remove_backup_dir(state: LabState) -> None:
+    host = state.backup_dir
+    if host.is_symlink():
+        shutil.rmtree(host.resolve(), ignore_errors=True)
+        host.unlink()
+    else:
+        shutil.rmtree(host, ignore_errors=True)
+
+
 # -- public operations -------------------------------------------------------
 
 def up(name: str | None = None, *, port_base: int | None = None, persona_rows: int | None = None,
@@ -238,6 +270,7 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
         state = _new_state(name, base, rows)
         _save_state(state)
     state.home.mkdir(parents=True, exist_ok=True)
+    _ensure_backup_dir(state)
     servers = instances(state)
     for inst_name, build in (("onprem", lambda i: _build_onprem(i, state, say)),
                              ("aurora", lambda i: _build_aurora(i, state))):
@@ -270,6 +303,7 @@ def down(name: str | None = None, *, destroy: bool = False, say=print) -> None:
         if destroy:
             inst.destroy()
     if destroy:
+        _remove_backup_dir(state)
         shutil.rmtree(state.runtime_dir, ignore_errors=True)
         shutil.rmtree(state.home, ignore_errors=True)
     say(f"lab {state.name!r} {'destroyed' if destroy else 'stopped'}")

@@ -1,0 +1,72 @@
+"""The run's archive: one offline HTML report of every executed notebook, the
+parameters used (secret values redacted), and figures recorded by the phases."""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import yaml
+
+FIGURES_ENV = "RUNBOOK_RUN_DIR"
+
+
+def record(section: str, figures: dict) -> Path | None:
+    """Called from a notebook: keep ``figures`` under ``section`` in the run's summary.json.
+
+    Outside a ``runbook run`` (a person in JupyterLab) there is no run folder and
+    nothing is written; the notebook shows its figures anyway."""
+    run_dir = os.environ.get(FIGURES_ENV)
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "figures" / f"{section}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    return path
+
+
+def redacted_parameters(params, params_file: Path) -> str:
+    """The parameters of the run as YAML.  Secrets are references by construction;
+    any resolved value that slipped in is replaced by the Redactor."""
+    from . import secrets
+
+    body = yaml.safe_dump(params.redacted_dict(), sort_keys=False)
+    return f"# parameters used by this run, from {params_file}\n" + secrets.redact(body)
+
+
+def _summary_markdown(summary: dict) -> str:
+    lines = [f"# Runbook run: {summary.get('environment', '')}", "",
+             f"**Verdict: {summary.get('verdict', '?').upper()}**", "",
+             "| phase | status | seconds |", "|---|---|---|"]
+    for p in summary.get("phases", []):
+        lines.append(f"| {p['name']} | {p['status']} | {p['seconds']} |")
+    for section in ("failover", "consistency"):
+        if section in summary:
+            lines += ["", f"### {section}", "", "```", json.dumps(summary[section], indent=2), "```"]
+    return "\n".join(lines)
+
+
+def write_html(run_dir: Path, notebooks: list[Path], summary: dict) -> Path:
+    """Merge the executed notebooks (summary first) into ``report.html``, images inline."""
+    from nbconvert import HTMLExporter
+
+    merged = nbformat.v4.new_notebook()
+    merged.cells.append(nbformat.v4.new_markdown_cell(_summary_markdown(summary)))
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n# Phase {html.escape(path.stem)}"))
+        for cell in nb.cells:
+            # papermill's own bookkeeping cells say nothing to a reader of the report
+            if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                cell.source = "# parameters injected by the runner\n" + cell.source
+            merged.cells.append(cell)
+    merged.metadata["kernelspec"] = {"name": "aurora-fallback-runbook", "display_name": "Python 3",
+                                     "language": "python"}
+    merged.metadata["language_info"] = {"name": "python"}
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(merged)
+    out = run_dir / "report.html"
+    out.write_text(body)
+    return out
