@@ -27,6 +27,21 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import runner
+
+    result = runner.run(args.params, only=args.only or "", run_dir=Path(args.run_dir) if args.run_dir else None,
+                        progress=not args.no_progress)
+    print(runner.summary_table(result))
+    if args.upload:
+        print(f"uploaded to {runner.upload(result, args.params)}")
+    print(f"report:  {result.run_dir / 'report.html'}")
+    print(f"summary: {result.run_dir / 'summary.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--write-params", metavar="FILE", help="write a parameters file for this lab instance")
     lab.add_argument("--destroy", action="store_true", help="with down: also delete the servers' data")
     lab.set_defaults(func=_lab)
+    run = sub.add_parser("run", help="execute the runbook's notebooks in order with papermill")
+    run.add_argument("--params", required=True, help="parameters file of the environment (parameters/<env>.yaml)")
+    run.add_argument("--only", help="phases to run: 03, 02-05 or 01,03,07-09 (default: all)")
+    run.add_argument("--run-dir", help="where run folders go (default: the parameter run_dir, 'runs')")
+    run.add_argument("--upload", action="store_true", help="also upload the run folder to report_s3_uri")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
     return parser
 
 

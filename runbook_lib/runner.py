@@ -85,16 +85,15 @@ def select(notebooks: list[Path], only: str = "") -> list[Path]:
 
 
 def notebook_parameters(nb: Path, params, params_file: Path) -> dict:
-    """What papermill injects: params_file, approvals, and the yaml's knobs for this
-    notebook, which must be parameters the notebook declares (papermill only warns)."""
+    """What papermill injects: params_file and the yaml's knobs for this notebook, which
+    must be parameters the notebook declares (papermill only warns).  The yaml's
+    approvals reach the notebook through the parameters file itself (session)."""
     import papermill
 
     declared = papermill.inspect_notebook(str(nb))
     values: dict = {}
     if "params_file" in declared:
         values["params_file"] = str(params_file.resolve())
-    if "approve" in declared:
-        values["approve"] = list(params.approvals)
     knobs = dict(params.notebook_parameters.get(nb.stem, {}))
     for name, value in knobs.items():
         if name not in declared:
@@ -171,6 +170,23 @@ def run(params_file: str | Path, *, only: str = "", run_dir: Path | None = None,
     if failed:
         raise PhaseFailed(failed[0], result.run_dir)
     return result
+
+
+def upload(result: RunResult, params_file: str | Path) -> str:
+    """Copy the run folder to the parameter ``report_s3_uri`` (s3://bucket/prefix)."""
+    from .params import load_parameters
+    from .session import aws_client
+
+    params = load_parameters(params_file)
+    if not params.report_s3_uri.startswith("s3://"):
+        raise ParameterError("report_s3_uri", f"{params.report_s3_uri!r} is not an s3:// URI",
+                             source=str(params_file), hint="e.g. s3://my-bucket/runbook-runs/")
+    bucket, _, prefix = params.report_s3_uri[5:].partition("/")
+    s3 = aws_client(params, "s3")
+    target = f"{prefix.rstrip('/')}/{result.run_dir.name}".lstrip("/")
+    for path in sorted(p for p in result.run_dir.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, f"{target}/{path.relative_to(result.run_dir)}")
+    return f"s3://{bucket}/{target}/"
 
 
 def summary_table(result: RunResult) -> str:

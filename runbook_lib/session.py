@@ -132,12 +132,25 @@ def aws_client(params: RunbookParameters, service: str, *, session: Any = None) 
         service, endpoint_url=params.aws_endpoint_url or None, config=config)
 
 
+DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "parameters" / "lab.yaml"
+
+
+def resolve_params_file(params_file: str | Path) -> Path:
+    """``params_file`` if given, else ``$RUNBOOK_PARAMS``, else the lab's parameters."""
+    if str(params_file or "").strip():
+        return Path(params_file)
+    return Path(os.environ.get("RUNBOOK_PARAMS") or DEFAULT_PARAMS)
+
+
 def open_session(params_file: str | Path, approve: list[str] | str | None = (), *,
                  quiet: bool = False) -> Session:
     """Load ``params_file``, build approvals from ``approve`` and the yaml, print the summary line.
 
+    An empty ``params_file`` means ``$RUNBOOK_PARAMS`` or, failing that, the lab's
+    ``parameters/lab.yaml`` (relative to the notebooks folder, where kernels start).
     Parameter errors propagate (UnknownParameter, MissingParameter, ParameterError).
     """
+    params_file = resolve_params_file(params_file)
     params = load_parameters(params_file)
     approvals = Approvals.build(approve, params.approvals, scopes=params.scopes)
     session = Session(params, approvals, params_file=str(params_file))
