@@ -1,0 +1,389 @@
+"""Which server is this, and how does it spell replication?
+
+The one module that spells ``SLAVE``/``MASTER``/``REPLICA``/``SOURCE_`` statements and the
+``mysql.rds_*`` procedure names.  Statements follow the server's real MySQL version (8.0.22:
+``SHOW REPLICA STATUS``, ``START/STOP REPLICA``; 8.0.23: ``CHANGE REPLICATION SOURCE TO``; 8.2:
+``SHOW BINARY LOG STATUS``; the old forms are gone from 8.4), procedure names follow the Aurora
+generation (2: ``..._master...``, 3: ``..._source...``).  Every statement is an :class:`Sql`:
+text with ``%s`` placeholders for PyMySQL, its arguments, and which of them are secret.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import pymysql
+from pymysql.converters import escape_item
+
+from .errors import ParameterError, UnsupportedServer
+from .gtid import GtidSet
+
+QueryFn = Callable[[str], "list[dict[str, Any]]"]
+
+ER_TABLEACCESS_DENIED = 1142
+ER_NO_SUCH_TABLE = 1146
+ER_UNKNOWN_SYSTEM_VARIABLE = 1193
+
+#: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
+AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
+
+
+class Flavor(Enum):
+    MYSQL57 = "MySQL 5.7"
+    MYSQL80 = "MySQL 8.0"            # 8.0 up to the 8.3 innovation releases
+    MYSQL84_PLUS = "MySQL 8.4+"      # 8.4 LTS and 9.x: only the REPLICA/SOURCE forms
+    AURORA2 = "Aurora MySQL 2"       # MySQL 5.7 compatible
+    AURORA3 = "Aurora MySQL 3"       # MySQL 8.0 compatible
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    """What a server says it is.  ``version`` is the MySQL version, also on Aurora."""
+
+    version: tuple[int, int, int]
+    version_text: str
+    version_comment: str
+    flavor: Flavor
+    aurora_version: str = ""
+    server_id: int = 0
+    server_uuid: str = ""
+
+    @property
+    def major(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    @property
+    def is_aurora(self) -> bool:
+        return self.flavor in (Flavor.AURORA2, Flavor.AURORA3)
+
+    @property
+    def aurora_generation(self) -> int | None:
+        return {Flavor.AURORA2: 2, Flavor.AURORA3: 3}.get(self.flavor)
+
+    def describe(self) -> str:
+        what = (f"Aurora MySQL {self.aurora_version} (MySQL {self.version_text})" if self.is_aurora
+                else f"MySQL {self.version_text} {self.version_comment}".rstrip())
+        return f"{what}, server_id {self.server_id}, server_uuid {self.server_uuid}"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``'9.7.4-2'`` -> ``(9, 7, 4)``; ``'5.7.12-log'`` -> ``(5, 7, 12)``."""
+    m = re.match(r"\s*(\d+)\.(\d+)\.(\d+)", text)
+    if not m:
+        raise ValueError(f"cannot read a MySQL version from {text!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def flavor_of(version: tuple[int, int, int], aurora_version: str, *, role: str = "server") -> Flavor:
+    """The flavour for a MySQL version and an Aurora version (``''`` when not Aurora)."""
+    if aurora_version:
+        generation = aurora_version.split(".")[0]
+        if generation == "2":
+            return Flavor.AURORA2
+        if generation == "3":
+            return Flavor.AURORA3
+        raise UnsupportedServer(role, f"Aurora MySQL {aurora_version} is not supported",
+                                hint="this runbook supports Aurora MySQL 2 (5.7) and 3 (8.0)")
+    if version[:2] == (5, 7):
+        return Flavor.MYSQL57
+    if version[0] == 8 and version[1] < 4:
+        return Flavor.MYSQL80
+    if version >= (8, 4, 0):
+        return Flavor.MYSQL84_PLUS
+    raise UnsupportedServer(role, f"MySQL {'.'.join(map(str, version))} is not supported",
+                            hint="this runbook supports MySQL 5.7, 8.0, 8.4 and later")
+
+
+def _as_query_fn(source: Any) -> QueryFn:
+    if hasattr(source, "execute") and hasattr(source, "fetchall"):
+        cursor = source
+
+        def query(sql: str) -> list[dict[str, Any]]:
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            names = [d[0] for d in cursor.description or ()]
+            return [r if isinstance(r, dict) else dict(zip(names, r)) for r in rows]
+        return query
+    if callable(source):
+        return source
+    raise TypeError("detect_identity() needs a query(sql) -> list[dict] callable or a DB-API cursor")
+
+
+def _errno(exc: pymysql.err.MySQLError) -> int:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+
+
+def _aurora_version(query: QueryFn) -> str:
+    try:
+        return str(query("SELECT @@aurora_version AS aurora_version")[0]["aurora_version"])
+    except pymysql.err.MySQLError as e:
+        if _errno(e) != ER_UNKNOWN_SYSTEM_VARIABLE:
+            raise
+    # Real Aurora answers @@aurora_version above.  ONLY the project's rehearsal lab answers here:
+    # its Aurora stand-in is plain MySQL, which cannot add a system variable, so it records its
+    # pretended Aurora version in a mysql.rds_sysinfo row.  On a self-managed MySQL the table is
+    # missing (1146) or, for an account without rights on the mysql schema, not readable (1142).
+    try:
+        rows = query("SELECT value FROM mysql.rds_sysinfo WHERE name = 'aurora_version'")
+    except pymysql.err.MySQLError as e:
+        if _errno(e) not in (ER_NO_SUCH_TABLE, ER_TABLEACCESS_DENIED):
+            raise
+        return ""
+    return str(rows[0]["value"]) if rows else ""
+
+
+def detect_identity(source: QueryFn | Any, *, role: str = "server") -> ServerIdentity:
+    """Ask a server what it is.
+
+    *source* is a ``query(sql) -> list[dict]`` callable that raises PyMySQL errors (or a DB-API
+    cursor).  Unexpected PyMySQL errors propagate; an unsupported version raises UnsupportedServer.
+    """
+    query = _as_query_fn(source)
+    row = query("SELECT @@version AS version, @@version_comment AS version_comment, "
+                "@@server_id AS server_id, @@server_uuid AS server_uuid")[0]
+    version_text = str(row["version"])
+    try:
+        version = parse_version(version_text)
+    except ValueError as e:
+        raise UnsupportedServer(role, str(e), hint="is this a MySQL server?") from e
+    aurora_version = _aurora_version(query)
+    return ServerIdentity(version=version, version_text=version_text,
+                          version_comment=str(row["version_comment"] or ""),
+                          flavor=flavor_of(version, aurora_version, role=role),
+                          aurora_version=aurora_version, server_id=int(row["server_id"]),
+                          server_uuid=str(row["server_uuid"]))
+
+
+@dataclass(frozen=True, repr=False)
+class Sql:
+    """One statement: ``text`` with ``%s`` placeholders, ``args``, and which args are secret.
+
+    ``str()``/``shown()`` is what a plan displays (secrets as ``'********'``); only
+    :meth:`Server.execute` uses the real ``args``.
+    """
+
+    text: str
+    args: tuple[Any, ...] = ()
+    secret_args: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        placeholders = re.findall(r"%[%s]", self.text).count("%s")
+        if placeholders != len(self.args):
+            raise ValueError(f"{self.text!r} has {placeholders} placeholders for {len(self.args)} args")
+        if any(not 0 <= i < len(self.args) for i in self.secret_args):
+            raise ValueError(f"secret_args {self.secret_args} out of range for {len(self.args)} args")
+
+    def shown(self) -> str:
+        if not self.args:
+            return self.text
+        return self.text % tuple("'********'" if i in self.secret_args else escape_item(arg, "utf8mb4")
+                                 for i, arg in enumerate(self.args))
+
+    __str__ = shown
+
+    def __repr__(self) -> str:
+        return f"Sql({self.shown()!r})"
+
+
+#: Status column names, new spelling (8.0.22+) first; used by :mod:`runbook_lib.status`.
+STATUS_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "channel": ("Channel_Name",),
+    "source_host": ("Source_Host", "Master_Host"),
+    "source_port": ("Source_Port", "Master_Port"),
+    "source_user": ("Source_User", "Master_User"),
+    "source_uuid": ("Source_UUID", "Master_UUID"),
+    "source_server_id": ("Source_Server_Id", "Master_Server_Id"),
+    "io_running": ("Replica_IO_Running", "Slave_IO_Running"),
+    "sql_running": ("Replica_SQL_Running", "Slave_SQL_Running"),
+    "io_state": ("Replica_IO_State", "Slave_IO_State"),
+    "sql_state": ("Replica_SQL_Running_State", "Slave_SQL_Running_State"),
+    "last_io_errno": ("Last_IO_Errno",),
+    "last_io_error": ("Last_IO_Error",),
+    "last_io_error_timestamp": ("Last_IO_Error_Timestamp",),
+    "last_sql_errno": ("Last_SQL_Errno",),
+    "last_sql_error": ("Last_SQL_Error",),
+    "last_sql_error_timestamp": ("Last_SQL_Error_Timestamp",),
+    "seconds_behind": ("Seconds_Behind_Source", "Seconds_Behind_Master"),
+    "retrieved_gtid_set": ("Retrieved_Gtid_Set",),
+    "executed_gtid_set": ("Executed_Gtid_Set",),
+    "auto_position": ("Auto_Position",),
+    "connect_retry": ("Connect_Retry",),
+    "ssl_allowed": ("Source_SSL_Allowed", "Master_SSL_Allowed"),
+}
+
+
+def replication_auth_plugin(source: ServerIdentity) -> str:
+    """Authentication plugin for a replication account on *source* (5.7: native; 8.0+: sha2)."""
+    return "mysql_native_password" if source.version < (8, 0, 0) else "caching_sha2_password"
+
+
+def _int_param(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParameterError(name, f"must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Version-aware statements for one server.  Build it with :func:`dialect_for`."""
+
+    identity: ServerIdentity
+    role: str = "server"
+
+    # --- helpers ------------------------------------------------------------
+
+    @property
+    def _replica_words(self) -> bool:
+        return self.identity.version >= (8, 0, 22)
+
+    def _native(self, what: str, aurora_way: str) -> None:
+        if self.identity.is_aurora:
+            raise UnsupportedServer(self.role, f"{what} is not allowed on Aurora MySQL",
+                                    hint=f"on Aurora call the mysql.rds_* procedure: Dialect.{aurora_way}")
+
+    def _proc(self, gen2: str, gen3: str | None = None) -> str:
+        generation = self.identity.aurora_generation
+        if generation is None:
+            raise UnsupportedServer(self.role, f"mysql.{gen3 or gen2} exists only on Aurora MySQL "
+                                    f"(this is {self.identity.describe()})",
+                                    hint="use the native statement of this Dialect instead")
+        return f"mysql.{gen2 if generation == 2 else gen3 or gen2}"
+
+    def status_field(self, name: str) -> str:
+        """Column of SHOW ... STATUS on this server for a :data:`STATUS_COLUMNS` field name."""
+        names = STATUS_COLUMNS[name]
+        return names[0] if self._replica_words or len(names) == 1 else names[1]
+
+    # --- native replication -------------------------------------------------
+
+    def show_replica_status(self) -> Sql:
+        return Sql("SHOW REPLICA STATUS" if self._replica_words else "SHOW SLAVE STATUS")
+
+    def start_replica(self) -> Sql:
+        self._native("START REPLICA", "start_replication()")
+        return Sql("START REPLICA" if self._replica_words else "START SLAVE")
+
+    def stop_replica(self) -> Sql:
+        self._native("STOP REPLICA", "stop_replication()")
+        return Sql("STOP REPLICA" if self._replica_words else "STOP SLAVE")
+
+    def reset_replica_all(self) -> Sql:
+        self._native("RESET REPLICA ALL", "reset_external_source()")
+        return Sql("RESET REPLICA ALL" if self._replica_words else "RESET SLAVE ALL")
+
+    def change_source(self, host: str, port: int, user: str, password: str, *, auto_position: bool = True,
+                      ssl: bool = True, connect_retry: int = 60, retry_count: int = 86400,
+                      get_public_key: bool = False) -> Sql:
+        """Point this (native MySQL) replica at a source, by GTID auto-position."""
+        self._native("CHANGE REPLICATION SOURCE", "set_external_source()")
+        _int_param("port", port, 1, 65535)
+        _int_param("connect_retry", connect_retry, 1, 31536000)
+        _int_param("retry_count", retry_count, 0, 31536000)
+        word = "SOURCE" if self.identity.version >= (8, 0, 23) else "MASTER"
+        head = ("CHANGE REPLICATION SOURCE TO" if word == "SOURCE" else "CHANGE MASTER TO")
+        parts = [f"{word}_HOST = %s", f"{word}_PORT = %s", f"{word}_USER = %s", f"{word}_PASSWORD = %s",
+                 f"{word}_AUTO_POSITION = {int(auto_position)}", f"{word}_SSL = {int(ssl)}",
+                 f"{word}_CONNECT_RETRY = %s", f"{word}_RETRY_COUNT = %s"]
+        if get_public_key:
+            if self.identity.version < (8, 0, 0):
+                raise UnsupportedServer(self.role, "GET_MASTER_PUBLIC_KEY does not exist before MySQL 8.0",
+                                        hint="use ssl=True for the replication connection")
+            parts.append(f"GET_{word}_PUBLIC_KEY = 1")
+        return Sql(f"{head} " + ", ".join(parts),
+                   (host, port, user, password, connect_retry, retry_count), secret_args=(3,))
+
+    def skip_gtid_with_empty_transaction(self, gtid: str) -> list[Sql]:
+        """Skip one transaction on a native replica: commit an empty one under its GTID.
+
+        Run the statements in order on one session, with the replica's SQL thread stopped.
+        """
+        self._native("SET GTID_NEXT", "skip_transaction_with_gtid()")
+        one = _single_gtid(gtid)
+        if one.count(":") > 1 and self.identity.version < (8, 4, 0):
+            raise UnsupportedServer(self.role, f"tagged GTID {one} needs MySQL 8.4 or later")
+        return [Sql("SET GTID_NEXT = %s", (one,)), Sql("BEGIN"), Sql("COMMIT"),
+                Sql("SET GTID_NEXT = 'AUTOMATIC'")]
+
+    def show_binary_log_status(self) -> Sql:
+        """File, Position, Executed_Gtid_Set of this server's binary log."""
+        return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
+
+    # --- Aurora procedures --------------------------------------------------
+
+    def set_external_source(self, host: str, port: int, user: str, password: str,
+                            ssl_encryption: int) -> Sql:
+        """Make this Aurora cluster a GTID auto-position replica of an external source."""
+        proc = self._proc("rds_set_external_master_with_auto_position",
+                          "rds_set_external_source_with_auto_position")
+        _int_param("port", port, 1, 65535)
+        _int_param("ssl_encryption", ssl_encryption, 0, 1)
+        if ssl_encryption and self.identity.aurora_generation == 2:
+            raise UnsupportedServer(self.role, "ssl_encryption=1 is not implemented by Aurora MySQL 2",
+                                    hint="use ssl_encryption=0 over a private network or VPN")
+        return Sql(f"CALL {proc}(%s, %s, %s, %s, %s)", (host, port, user, password, ssl_encryption),
+                   secret_args=(3,))
+
+    def start_replication(self) -> Sql:
+        return Sql(f"CALL {self._proc('rds_start_replication')}")
+
+    def stop_replication(self) -> Sql:
+        return Sql(f"CALL {self._proc('rds_stop_replication')}")
+
+    def skip_repl_error(self) -> Sql:
+        return Sql(f"CALL {self._proc('rds_skip_repl_error')}")
+
+    def skip_transaction_with_gtid(self, gtid: str) -> Sql:
+        return Sql(f"CALL {self._proc('rds_skip_transaction_with_gtid')}(%s)", (_single_gtid(gtid),))
+
+    def reset_external_source(self) -> Sql:
+        return Sql(f"CALL {self._proc('rds_reset_external_master', 'rds_reset_external_source')}")
+
+    def set_binlog_retention(self, hours: int) -> Sql:
+        proc = self._proc("rds_set_configuration")
+        limit = AURORA_MAX_BINLOG_RETENTION_HOURS
+        if self.identity.aurora_generation == 2 and _version_tuple(self.identity.aurora_version) < (2, 11):
+            limit = 168
+        _int_param("binlog retention hours", hours, 1, limit)
+        return Sql(f"CALL {proc}('binlog retention hours', %s)", (hours,))
+
+    def show_configuration(self) -> Sql:
+        return Sql(f"CALL {self._proc('rds_show_configuration')}")
+
+    # --- replication accounts -----------------------------------------------
+
+    def replication_auth_plugin(self, source: ServerIdentity | None = None) -> str:
+        """Plugin for a replication account on *source* (default: this server)."""
+        return replication_auth_plugin(source or self.identity)
+
+    def create_replication_user(self, user: str, host: str, password: str) -> Sql:
+        return Sql(f"CREATE USER IF NOT EXISTS %s@%s IDENTIFIED WITH {self.replication_auth_plugin()} BY %s",
+                   (user, host, password), secret_args=(2,))
+
+    def grant_replication(self, user: str, host: str) -> Sql:
+        return Sql("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s@%s", (user, host))
+
+    def drop_user(self, user: str, host: str) -> Sql:
+        return Sql("DROP USER IF EXISTS %s@%s", (user, host))
+
+
+def _single_gtid(gtid: str) -> str:
+    """Canonical text of exactly one GTID ('uuid:N' or 'uuid:tag:N')."""
+    try:
+        one = GtidSet.parse(gtid)
+    except ValueError as e:
+        raise ParameterError("gtid", str(e)) from e
+    if one.count() != 1:
+        raise ParameterError("gtid", f"{gtid!r} is not exactly one GTID (uuid:N)")
+    return str(one)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def dialect_for(identity: ServerIdentity, *, role: str = "server") -> Dialect:
+    """The :class:`Dialect` for a detected server; *role* names it in errors."""
+    return Dialect(identity, role)
