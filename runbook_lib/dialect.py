@@ -27,6 +27,8 @@ ER_TABLEACCESS_DENIED = 1142
 ER_NO_SUCH_TABLE = 1146
 ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 
+_VARIABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
 #: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
 AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
 
@@ -310,6 +312,41 @@ class Dialect:
     def show_binary_log_status(self) -> Sql:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
+
+    # --- server settings (self-managed MySQL) --------------------------------
+
+    @property
+    def persists_settings(self) -> bool:
+        """``SET PERSIST`` exists (MySQL 8.0+): a dynamic change survives a restart without my.cnf."""
+        return self.identity.version >= (8, 0, 0)
+
+    @property
+    def binlog_expire_variable(self) -> str:
+        """The binary log retention variable: seconds from 8.0, days (``expire_logs_days``) on 5.7."""
+        return "binlog_expire_logs_seconds" if self.identity.version >= (8, 0, 0) else "expire_logs_days"
+
+    def set_global(self, name: str, value: str | int) -> Sql:
+        """Change a dynamic global variable: ``SET PERSIST`` on 8.0+, ``SET GLOBAL`` on 5.7.
+
+        On 5.7 the change is lost at the next restart unless my.cnf says the same.  Aurora refuses
+        both (no SYSTEM_VARIABLES_ADMIN): its settings live in the DB cluster parameter group.
+        """
+        if self.identity.is_aurora:
+            raise UnsupportedServer(self.role, f"SET GLOBAL {name} is not allowed on Aurora MySQL",
+                                    hint="change it in the DB cluster parameter group instead")
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ParameterError("variable", f"{name!r} is not a system variable name")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ParameterError(name, f"expected a str or int value, not {value!r}")
+        scope = "PERSIST" if self.persists_settings else "GLOBAL"
+        return Sql(f"SET {scope} {name} = %s", (value,))
+
+    def fresh_table_statistics(self) -> Sql | None:
+        """Session setting that makes information_schema.TABLES sizes current (8.0+ caches them for a
+        day by default); None where they are always current (5.7).  Changes nothing on the server."""
+        if self.identity.version >= (8, 0, 0):
+            return Sql("SET SESSION information_schema_stats_expiry = 0")
+        return None
 
     # --- Aurora procedures --------------------------------------------------
 
