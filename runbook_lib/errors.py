@@ -172,9 +172,10 @@ class NotApproved(RunbookError):
 class NotApplied(RunbookError):
     """A later step needs a change that has not been made yet."""
 
-    def __init__(self, needed: str, step: str) -> None:
+    def __init__(self, needed: str, step: str, *, hint: str = "") -> None:
         self.needed, self.step = needed, step
-        super().__init__(f"{needed} is not in place yet", hint=f"approve and apply step {step!r} first")
+        super().__init__(f"{needed} is not in place yet",
+                         hint=hint or f"approve and apply step {step!r} first")
 
 
 class PlanStale(RunbookError):
