@@ -309,6 +309,24 @@ class Dialect:
         return [Sql("SET GTID_NEXT = %s", (one,)), Sql("BEGIN"), Sql("COMMIT"),
                 Sql("SET GTID_NEXT = 'AUTOMATIC'")]
 
+    def session_binlog(self, on: bool) -> Sql:
+        """Turn binary logging on/off for this session only (``sql_log_bin``), e.g. so that a change
+        stays on this server and does not replicate.  Needs SUPER, SYSTEM_VARIABLES_ADMIN or
+        SESSION_VARIABLES_ADMIN: Aurora's master user has none of them in either generation, so on
+        Aurora every statement of the master user is binary-logged and replicates."""
+        if self.identity.is_aurora:
+            raise UnsupportedServer(self.role, "SET SESSION sql_log_bin is not allowed on Aurora MySQL",
+                                    hint="every statement on Aurora is binary-logged: plan for it to replicate")
+        return Sql(f"SET SESSION sql_log_bin = {int(bool(on))}")
+
+    def kill_connection(self, thread_id: int) -> Sql:
+        """End another session: ``KILL CONNECTION`` (Aurora 3's master user may, with CONNECTION_ADMIN);
+        Aurora 2's master user has no such privilege and calls ``mysql.rds_kill``."""
+        _int_param("thread_id", thread_id, 1, 2**64 - 1)
+        if self.identity.aurora_generation == 2:
+            return Sql(f"CALL {self._proc('rds_kill')}(%s)", (thread_id,))
+        return Sql("KILL CONNECTION %s", (thread_id,))
+
     def show_binary_log_status(self) -> Sql:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")

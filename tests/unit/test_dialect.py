@@ -281,3 +281,17 @@ def test_auth_plugin_for_another_source() -> None:
 
 def test_dialect_is_a_value() -> None:
     assert dialect_for(AURORA3) == Dialect(AURORA3, "server")
+
+
+def test_session_binlog_and_kill() -> None:
+    mysql, aurora3, aurora2 = (dialect_for(identity("9.7.4")), dialect_for(identity("8.0.39", "3.08.0")),
+                               dialect_for(identity("5.7.12", "2.12.1")))
+    assert str(mysql.session_binlog(False)) == "SET SESSION sql_log_bin = 0"
+    assert str(mysql.session_binlog(True)) == "SET SESSION sql_log_bin = 1"
+    with pytest.raises(UnsupportedServer, match="sql_log_bin is not allowed on Aurora"):
+        aurora3.session_binlog(False)
+    assert str(mysql.kill_connection(42)) == "KILL CONNECTION 42"
+    assert str(aurora3.kill_connection(42)) == "KILL CONNECTION 42"
+    assert str(aurora2.kill_connection(42)) == "CALL mysql.rds_kill(42)"
+    with pytest.raises(ParameterError):
+        mysql.kill_connection(0)
