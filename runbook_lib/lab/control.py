@@ -39,6 +39,8 @@ AURORA_OPTIONS: dict[str, str | None] = {
     "disable-log-bin": None, "gtid_mode": "OFF_PERMISSIVE", "enforce_gtid_consistency": "OFF",
     "relay_log_recovery": "ON",
 }
+#: The IAM role of parameters/lab.yaml's restore_role_arn (the endpoint's RestoreDBClusterFromS3 checks it exists).
+RESTORE_ROLE = "runbook-restore-from-s3"
 SECRET_NAMES = {"onprem_dba": "runbook-lab/onprem/dba", "aurora_admin": "runbook-lab/aurora/admin",
                 "replicator": "runbook-lab/replicator"}
 
@@ -223,6 +225,25 @@ def _publish_secrets(state: LabState) -> None:
             sm.create_secret(Name=name, SecretString=state.passwords[key])
 
 
+def _publish_restore_role(state: LabState) -> None:
+    """What an environment has before the runbook runs: the role RDS assumes to read the backup in S3."""
+    import boto3
+
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=state.endpoint_url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "rds.amazonaws.com"}}]}
+    read = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket",
+                                                                                  "s3:GetBucketLocation"],
+                                                    "Resource": ["arn:aws:s3:::*"]}]}
+    try:
+        iam.get_role(RoleName=RESTORE_ROLE)
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_role(RoleName=RESTORE_ROLE, AssumeRolePolicyDocument=json.dumps(trust),
+                        Description="lab: RDS reads backups from S3 (RestoreDBClusterFromS3)")
+        iam.put_role_policy(RoleName=RESTORE_ROLE, PolicyName="read-backups", PolicyDocument=json.dumps(read))
+
+
 def _ensure_backup_dir(state: LabState) -> None:
     """Under chroot the server writes <rootfs>/tmp/...; a host symlink of the same name
     makes one path string valid on both sides (CLONE ... DATA DIRECTORY, then upload)."""
@@ -286,6 +307,7 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
             inst.start()
     _start_endpoint(state)
     _publish_secrets(state)
+    _publish_restore_role(state)
     say(f"lab {name!r} up in {time.monotonic() - started:.1f} s")
     return state
 
