@@ -1,0 +1,729 @@
+"""Phase 4: a physical backup of the source, uploaded to S3, restored into a new Aurora cluster.
+
+Three approvable steps, each planned from what the servers, the disk and AWS hold now, so a second
+run plans nothing:
+
+* :func:`plan_backup` (step ``backup``): Percona XtraBackup (its password only in a 0600 option
+  file; ``completed OK!`` checked; the GTID position from ``xtrabackup_binlog_info``), or in the lab
+  (``backup_method: clone``) MySQL's clone plugin, which also carries the GTID history.  A manifest
+  ``<backup_dir>/<name>.runbook.json`` records the backup: its GTID position and the source's row
+  counts per application table.  :func:`latest_backup` reads it back.
+* :func:`plan_upload` (step ``backup``): the backup folder to ``s3://<s3_bucket>/<s3_prefix><name>/``
+  with a progress bar over bytes; files already there with the same size are skipped.
+* :func:`plan_restore` (step ``restore``): ``RestoreDBClusterFromS3`` with the phase-3 parameter
+  group, a wait until the cluster is available, then the writer (and reader) instance.  An existing
+  cluster is never restored over.
+
+:func:`verify` and :func:`row_counts` then check the result on AWS and on the restored server.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbook_lib import parameter_group
+from runbook_lib.approval import Plan, Step
+from runbook_lib.display import CheckResult, comparison_frame
+from runbook_lib.errors import AwsError, CheckFailed, NotApplied, ParameterError, RunbookError
+from runbook_lib.gtid import GtidSet
+from runbook_lib.parameter_group import aws_call, aws_error, aws_pages, error_code
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from runbook_lib.connection import Server
+    from runbook_lib.params import RunbookParameters
+    from runbook_lib.session import Session
+
+MANIFEST = ".runbook.json"
+MASK = "********"
+SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema", "information_schema", "runbook")
+FAILED_STATES = ("failed", "migration-failed", "cloning-failed", "inaccessible-encryption-credentials",
+                 "incompatible-parameters", "incompatible-restore", "incompatible-network", "storage-full",
+                 "stopped")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+# --- the backup as a value ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Backup:
+    """One completed backup, as its manifest records it."""
+
+    name: str                    # folder name under backup_dir (UTC timestamp)
+    directory: str
+    method: str                  # xtrabackup | clone
+    finished: str
+    gtid: str                    # the GTID position of the backup (text of a GTID set)
+    gtid_exact: bool             # False: the source took writes during a clone (position read after it)
+    source_uuid: str
+    source_version: str
+    files: int
+    bytes: int
+    counts: tuple[tuple[str, int], ...] = ()   # (schema.table, rows) on the source at backup time
+    counts_at_position: bool = True            # the source's gtid_executed was the position while counting
+    log: str = ""
+
+    @property
+    def gtid_set(self) -> GtidSet:
+        return GtidSet(self.gtid)
+
+    def s3_prefix(self, params: RunbookParameters) -> str:
+        return f"{params.s3_prefix}{self.name}/"
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+        rows = [("backup", self.directory), ("method", self.method), ("finished (UTC)", self.finished),
+                ("GTID position", self.gtid or "(empty)"),
+                ("position read", "from the backup" if self.gtid_exact else "after the backup (writes ran)"),
+                ("source", f"MySQL {self.source_version}, server_uuid {self.source_uuid}"),
+                ("size", f"{self.files} files, {self.bytes / 2**20:,.1f} MiB"),
+                ("application tables counted", len(self.counts))] + ([("log", self.log)] if self.log else [])
+        return pd.DataFrame(rows, columns=["item", "value"])
+
+    def save(self, backup_dir: str | Path) -> Path:
+        path = Path(backup_dir) / f"{self.name}{MANIFEST}"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Backup:
+        data = json.loads(Path(path).read_text())
+        data["counts"] = tuple(tuple(c) for c in data.get("counts", ()))
+        return cls(**data)
+
+
+def backups(backup_dir: str | Path) -> list[Backup]:
+    """Completed backups under ``backup_dir`` (a manifest and its folder), oldest first."""
+    folder = Path(backup_dir)
+    found = [Backup.load(p) for p in sorted(folder.glob(f"*{MANIFEST}"))] if folder.is_dir() else []
+    return [b for b in found if Path(b.directory).is_dir()]
+
+
+def parse_binlog_info(text: str) -> tuple[str, int, str]:
+    """``xtrabackup_binlog_info`` -> (binlog file, position, GTID set text; '' without GTIDs)."""
+    parts = text.strip().split("\t", 2)
+    if len(parts) < 2 or not parts[1].strip().isdigit():
+        raise RunbookError(f"xtrabackup_binlog_info is not 'file<TAB>position[<TAB>gtid set]': {text[:80]!r}",
+                           hint="the backup did not record its binary log position; take it again")
+    return parts[0], int(parts[1]), str(GtidSet(parts[2] if len(parts) > 2 else ""))
+
+
+def completed_ok(log_text: str) -> bool:
+    """XtraBackup ends a successful log with '... completed OK!'."""
+    lines = [ln for ln in log_text.strip().splitlines() if ln.strip()]
+    return bool(lines) and lines[-1].rstrip().endswith("completed OK!")
+
+
+def option_file_text(user: str, password: str) -> str:
+    """A ``[client]`` option file; the value quoted with MySQL's escapes."""
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"[client]\nuser={quoted(user)}\npassword={quoted(password)}\n"
+
+
+def backup_usable(backup: Backup | None, source_uuid: str, executed: GtidSet, purged: GtidSet) -> str:
+    """Why ``backup`` cannot seed replication from this source ('' when it can)."""
+    if backup is None:
+        return "no completed backup"
+    if backup.source_uuid != source_uuid:
+        return f"backup {backup.name} is of another server ({backup.source_uuid})"
+    if not backup.gtid_set <= executed:
+        return f"backup {backup.name} holds transactions the source does not have"
+    if not purged <= backup.gtid_set:
+        return f"the source purged binary logs after backup {backup.name} ({purged - backup.gtid_set})"
+    return ""
+
+
+# --- reading the source --------------------------------------------------------------------------
+
+def app_tables(server: Server, schemas: list[str]) -> list[str]:
+    """``schema.table`` of every base table in ``schemas`` (all non-system schemas when empty)."""
+    if schemas:
+        where, args = f"TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))})", tuple(schemas)
+    else:
+        where, args = f"TABLE_SCHEMA NOT IN ({', '.join(['%s'] * len(SYSTEM_SCHEMAS))})", SYSTEM_SCHEMAS
+    rows = server.query("SELECT TABLE_SCHEMA s, TABLE_NAME t FROM information_schema.TABLES "
+                        f"WHERE TABLE_TYPE = 'BASE TABLE' AND {where} ORDER BY 1, 2", args)
+    return [f"{r['s']}.{r['t']}" for r in rows]
+
+
+def count_rows(server: Server, tables: list[str]) -> tuple[tuple[str, int], ...]:
+    out = []
+    for table in tables:
+        schema, name = table.split(".", 1)
+        out.append((table, int(server.scalar(f"SELECT COUNT(*) FROM {_q(schema)}.{_q(name)}"))))
+    return tuple(out)
+
+
+def _gtids(server: Server) -> tuple[GtidSet, GtidSet]:
+    v = server.variables("gtid_executed", "gtid_purged")
+    return GtidSet(v["gtid_executed"] or ""), GtidSet(v["gtid_purged"] or "")
+
+
+def _require_gtids(server: Server) -> None:
+    mode = server.variables("gtid_mode")["gtid_mode"]
+    if mode != "ON":
+        raise NotApplied(f"gtid_mode=ON on the source (it is {mode})", "source_binlog")
+
+
+# --- step: backup ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackupStep:
+    """``rb.gate.apply(step.plan, step.apply)``."""
+
+    plan: Plan
+    name: str = ""
+    command: tuple[str, ...] = ()
+    rb: Any = field(default=None, repr=False, compare=False)
+
+    def apply(self) -> pd.DataFrame:
+        rb, p = self.rb, self.rb.params
+        source = rb.source()
+        # XtraBackup's copy holds all the data: only its owner may read it; a clone is written by mysqld
+        Path(p.backup_dir).mkdir(parents=True, exist_ok=True, mode=0o750 if p.backup_method == "clone" else 0o700)
+        target = Path(p.backup_dir) / self.name
+        if p.backup_method == "clone":
+            before, _ = _gtids(source)
+            if not source.query("SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone' "
+                                "AND PLUGIN_STATUS = 'ACTIVE'"):
+                source.execute("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
+            source.execute("CLONE LOCAL DATA DIRECTORY = %s", (str(target),))
+            status = source.query_one("SELECT STATE, ERROR_NO, ERROR_MESSAGE, GTID_EXECUTED "
+                                      "FROM performance_schema.clone_status") or {}
+            if status.get("STATE") != "Completed":
+                raise RunbookError(f"clone ended {status.get('STATE')}: {status.get('ERROR_MESSAGE')}",
+                                   hint=f"see the source's error log; remove {target} and run again")
+            after, _ = _gtids(source)
+            # a local clone leaves clone_status.GTID_EXECUTED empty: the source's own set is the position
+            gtid, exact, log = status.get("GTID_EXECUTED") or str(after), before == after, ""
+        else:
+            gtid, exact, log = _run_xtrabackup(rb, self.command, target)
+        counted_before = _gtids(source)[0]
+        counts = count_rows(source, app_tables(source, p.app_schemas))
+        files = [f for f in target.rglob("*") if f.is_file()]
+        backup = Backup(self.name, str(target), p.backup_method, _now(), gtid, exact,
+                        source.identity.server_uuid, source.identity.version_text.split("-")[0], len(files),
+                        sum(f.stat().st_size for f in files), counts,
+                        counted_before == GtidSet(gtid) == _gtids(source)[0], log)
+        backup.save(p.backup_dir)
+        return backup.to_frame()
+
+
+def _xtrabackup_command(p: RunbookParameters, option_file: Path, target: Path) -> tuple[str, ...]:
+    tls = {"disabled": ["--ssl-mode=DISABLED"], "required": ["--ssl-mode=REQUIRED"],
+           "verify_ca": ["--ssl-mode=VERIFY_CA", f"--ssl-ca={p.source_tls_ca}"]}.get(p.source_tls, [])
+    return (p.xtrabackup_command, f"--defaults-extra-file={option_file}", f"--host={p.source_host}",
+            f"--port={p.source_port}", *tls, "--backup", f"--parallel={p.xtrabackup_parallel}",
+            f"--target-dir={target}")
+
+
+def _run_xtrabackup(rb: Session, command: tuple[str, ...], target: Path) -> tuple[str, bool, str]:
+    p = rb.params
+    option_file = Path(command[1].split("=", 1)[1])
+    log = Path(p.backup_dir) / f"{target.name}.xtrabackup.log"
+    fd = os.open(option_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(option_file_text(p.source_admin_user, rb.secret("source_admin_password")))
+        with log.open("w") as out:
+            rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                check=False).returncode
+    except OSError as e:
+        raise RunbookError(f"cannot run {command[0]}: {e}", hint="check xtrabackup_command and backup_dir") from e
+    finally:
+        option_file.unlink(missing_ok=True)
+    text = log.read_text(errors="replace")
+    if rc != 0 or not completed_ok(text):
+        last = (text.strip().splitlines() or ["(empty log)"])[-1]
+        raise RunbookError(f"xtrabackup did not complete OK (exit code {rc}): {last}",
+                           hint=f"read {log}; fix the cause, remove {target} and run this cell again")
+    _, _, gtid = parse_binlog_info((target / "xtrabackup_binlog_info").read_text())
+    return gtid, True, str(log)
+
+
+def plan_backup(rb: Session) -> BackupStep:
+    """Empty when the cluster exists, or when a completed backup can still seed replication."""
+    p = rb.params
+    if describe_cluster(rb.aws("rds"), p.aurora_cluster_id) is not None:
+        print(f"Cluster {p.aurora_cluster_id} exists: no backup is needed.")
+        return BackupStep(Plan("backup", "back up the source"), rb=rb)
+    source = rb.source()
+    _require_gtids(source)
+    executed, purged = _gtids(source)
+    found = backups(p.backup_dir)
+    why_not = backup_usable(found[-1] if found else None, source.identity.server_uuid, executed, purged)
+    if not why_not:
+        print(f"Backup {found[-1].name} (GTID {found[-1].gtid or 'empty'}) can still seed replication: reused.")
+        return BackupStep(Plan("backup", "back up the source", ()), rb=rb)
+    print(f"A new backup is needed: {why_not}.")
+    _check_space(source, p.backup_dir)
+    name = _now()
+    target = Path(p.backup_dir) / name
+    where = f"source {p.source_host}:{p.source_port}"
+    steps = []
+    if p.backup_method == "clone":
+        if not source.query("SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'"):
+            steps.append(Step(where, "install the clone plugin", "INSTALL PLUGIN clone SONAME 'mysql_clone.so'",
+                              reversible=True, undo="UNINSTALL PLUGIN clone"))
+        steps.append(Step(where, "physical copy (lab stand-in for XtraBackup)",
+                          f"CLONE LOCAL DATA DIRECTORY = '{target}'", reversible=True, undo=f"rm -r {target}"))
+        command: tuple[str, ...] = ()
+        notes = "The source stays online; DDL waits while the clone runs."
+    else:
+        if shutil.which(p.xtrabackup_command) is None:
+            raise ParameterError("xtrabackup_command", f"{p.xtrabackup_command!r} is not found on this machine",
+                                 hint="install Percona XtraBackup of the source's major version, or give its path")
+        option_file = Path(p.backup_dir) / f".{name}.xtrabackup.cnf"
+        command = _xtrabackup_command(p, option_file, target)
+        steps.append(Step(f"this machine ({where})", "Percona XtraBackup", " ".join(command)
+                          + f"   # {option_file}: 0600, user={p.source_admin_user} password={MASK}, deleted after",
+                          reversible=True, undo=f"rm -r {target}"))
+        notes = "The source stays online; XtraBackup takes a backup lock for the non-InnoDB files at the end."
+    return BackupStep(Plan("backup", "back up the source", tuple(steps), notes), name, command, rb)
+
+
+def _check_space(source: Server, backup_dir: str) -> None:
+    need = int(source.scalar("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES")
+               or 0)
+    folder = Path(backup_dir)
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < need * 1.2:
+        problem = f"{backup_dir}: {free / 2**30:.1f} GiB free, the source holds {need / 2**30:.1f} GiB"
+        raise CheckFailed("backup space", [problem], hint="give backup_dir a larger disk")
+
+
+def latest_backup(rb: Session) -> Backup | None:
+    """The newest completed backup; NotApplied if there is none and no cluster was restored yet."""
+    found = backups(rb.params.backup_dir)
+    if found:
+        return found[-1]
+    if describe_cluster(rb.aws("rds"), rb.params.aurora_cluster_id) is None:
+        raise NotApplied(f"a completed backup in {rb.params.backup_dir}", "backup")
+    print(f"No backup record in {rb.params.backup_dir}; the cluster exists already.")
+    return None
+
+
+# --- step: upload ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UploadStep:
+    """``rb.gate.apply(step.plan, step.apply)``: the backup's files to S3, a progress bar over bytes."""
+
+    plan: Plan
+    bucket: str = ""
+    files: tuple[tuple[str, str, int], ...] = ()     # (local path, key, bytes) still to upload
+    create_bucket: bool = False
+    rb: Any = field(default=None, repr=False, compare=False)
+
+    def apply(self) -> str:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+        from tqdm import tqdm
+        s3, region = self.rb.aws("s3"), self.rb.params.aws_region
+        if self.create_bucket:
+            extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            aws_call(s3, "create_bucket", Bucket=self.bucket, **extra)
+        total = sum(size for _, _, size in self.files)
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stdout, mininterval=1,
+                  desc=f"upload to s3://{self.bucket}") as bar:
+            for local, key, _ in self.files:
+                try:
+                    s3.upload_file(local, self.bucket, key, Callback=bar.update)
+                except (S3UploadFailedError, ClientError, BotoCoreError) as e:
+                    cause = e.__context__ if isinstance(e, S3UploadFailedError) and e.__context__ else e
+                    raise aws_error(cause, "PutObject") from e
+        return f"uploaded {len(self.files)} files, {total / 2**20:,.1f} MiB"
+
+
+def s3_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
+    """key -> size of every object under ``prefix``."""
+    return {o["Key"]: o["Size"] for o in aws_pages(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)}
+
+
+def bucket_exists(s3: Any, bucket: str) -> bool:
+    try:
+        aws_call(s3, "head_bucket", Bucket=bucket)
+    except AwsError as e:
+        if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if error_code(e) == "301":
+            raise AwsError("HeadBucket", f"bucket {bucket} is in another region",
+                           hint="set aws_region to the bucket's region: the restore needs bucket and cluster "
+                                "in the same region") from e.__cause__
+        raise
+    return True
+
+
+def plan_upload(rb: Session, backup: Backup | None) -> UploadStep:
+    """Empty when the cluster exists or every file is already in S3 with its size."""
+    p = rb.params
+    title = f"upload the backup to s3://{p.s3_bucket}/{p.s3_prefix}"
+    if backup is None or describe_cluster(rb.aws("rds"), p.aurora_cluster_id) is not None:
+        return UploadStep(Plan("backup", title))
+    s3, prefix = rb.aws("s3"), backup.s3_prefix(p)
+    exists = bucket_exists(s3, p.s3_bucket)
+    if not exists and not p.aws_endpoint_url:
+        raise AwsError("HeadBucket", f"bucket {p.s3_bucket} does not exist (or is not visible to this account)",
+                       hint="create it in aws_region (encrypted, no public access) or fix s3_bucket; the runbook "
+                            "creates buckets only in the lab")
+    there = s3_objects(s3, p.s3_bucket, prefix) if exists else {}
+    root = Path(backup.directory)
+    todo = tuple((str(f), prefix + f.relative_to(root).as_posix(), f.stat().st_size)
+                 for f in sorted(root.rglob("*")) if f.is_file()
+                 and there.get(prefix + f.relative_to(root).as_posix()) != f.stat().st_size)
+    steps = [] if exists else [Step(f"AWS S3 ({p.aws_endpoint_url})", "CreateBucket (lab only)", p.s3_bucket,
+                                    reversible=True, undo=f"delete bucket {p.s3_bucket}")]
+    if todo:
+        size = sum(t[2] for t in todo)
+        steps.append(Step(f"AWS S3 {p.aws_region}", "upload (PutObject / multipart)",
+                          f"{len(todo)} files, {size / 2**20:,.1f} MiB from {root} to s3://{p.s3_bucket}/{prefix}",
+                          reversible=True, undo=f"delete the objects under s3://{p.s3_bucket}/{prefix}"))
+    return UploadStep(Plan("backup", title, tuple(steps)), p.s3_bucket, todo, not exists, rb)
+
+
+# --- the cluster ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cluster:
+    """What DescribeDBClusters says about the cluster."""
+
+    identifier: str
+    status: str
+    parameter_group: str
+    engine_version: str
+    endpoint: str
+    members: tuple[tuple[str, bool, str], ...]    # (instance, is writer, parameter group status)
+
+    @classmethod
+    def from_aws(cls, d: dict) -> Cluster:
+        members = tuple((m["DBInstanceIdentifier"], bool(m.get("IsClusterWriter")),
+                         m.get("DBClusterParameterGroupStatus", "")) for m in d.get("DBClusterMembers", []))
+        return cls(d["DBClusterIdentifier"], d.get("Status", ""), d.get("DBClusterParameterGroup", ""),
+                   d.get("EngineVersion", ""), d.get("Endpoint", ""), members)
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+        rows = [{"instance": i, "role": "writer" if w else "reader", "parameter group status": s}
+                for i, w, s in self.members]
+        return pd.DataFrame(rows, columns=["instance", "role", "parameter group status"])
+
+
+def describe_cluster(rds: Any, cluster_id: str) -> Cluster | None:
+    try:
+        found = aws_call(rds, "describe_db_clusters", DBClusterIdentifier=cluster_id)["DBClusters"]
+    except AwsError as e:
+        if error_code(e) in ("DBClusterNotFoundFault", "DBClusterNotFound"):
+            return None
+        raise
+    return Cluster.from_aws(found[0]) if found else None
+
+
+def _events(rds: Any, cluster_id: str) -> str:
+    answer = aws_call(rds, "describe_events", SourceIdentifier=cluster_id, SourceType="db-cluster", Duration=1440)
+    return "; ".join(e.get("Message", "") for e in answer.get("Events", [])[-3:])
+
+
+def _wait(what: str, read: Callable[[], str], timeout_minutes: float, failed: Callable[[str], Exception]) -> None:
+    """Poll ``read()`` (1 s, doubling to 30 s) until 'available', showing the status and the time taken."""
+    from tqdm import tqdm
+    deadline, pause = time.monotonic() + timeout_minutes * 60, 1.0
+    with tqdm(desc=what, bar_format="{desc} ({elapsed} elapsed)", file=sys.stdout, mininterval=1) as bar:
+        while (status := read()) != "available":
+            bar.set_description_str(f"{what}: {status}")
+            if status in FAILED_STATES:
+                raise failed(status)
+            if time.monotonic() > deadline:
+                raise RunbookError(f"{what} is still {status} after {timeout_minutes:g} min",
+                                   hint="AWS goes on working on it: run this cell again later (nothing is done twice)")
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+        bar.set_description_str(f"{what}: available")
+
+
+def wait_until_available(rds: Any, cluster_id: str, timeout_minutes: float) -> Cluster:
+    """Wait for the cluster; NotApplied if there is none, AwsError (with its events) if it failed."""
+    seen: list[Cluster] = []
+
+    def read() -> str:
+        cluster = describe_cluster(rds, cluster_id)
+        if cluster is None:
+            raise NotApplied(f"cluster {cluster_id}", "restore")
+        seen.append(cluster)
+        return cluster.status
+
+    def failed(status: str) -> AwsError:
+        return AwsError("RestoreDBClusterFromS3", f"cluster {cluster_id} is {status}: "
+                        f"{_events(rds, cluster_id) or 'no event'}",
+                        hint="fix the cause the event names, delete the failed cluster (it keeps the identifier), "
+                             "then run this phase again")
+
+    _wait(f"cluster {cluster_id}", read, timeout_minutes, failed)
+    return seen[-1]
+
+
+def cluster_status(rb: Session, timeout_minutes: float = 240) -> Cluster:
+    """The cluster once available (waits while AWS is still creating it); NotApplied if there is none."""
+    return wait_until_available(rb.aws("rds"), rb.params.aurora_cluster_id, timeout_minutes)
+
+
+# --- step: restore ---------------------------------------------------------------------------------
+
+def restore_request(p: RunbookParameters, password: str, source_version: str, s3_prefix: str, *,
+                    subnet_group: str = "", security_groups: tuple[str, ...] = (),
+                    encrypted: bool = True) -> dict:
+    """The RestoreDBClusterFromS3 arguments (pure)."""
+    request = {"DBClusterIdentifier": p.aurora_cluster_id, "Engine": "aurora-mysql",
+               "EngineVersion": p.aurora_engine_version, "DBClusterParameterGroupName": p.aurora_parameter_group,
+               "MasterUsername": p.aurora_admin_user, "MasterUserPassword": password, "Port": p.aurora_port,
+               "SourceEngine": "mysql", "SourceEngineVersion": source_version, "S3BucketName": p.s3_bucket,
+               "S3Prefix": s3_prefix, "S3IngestionRoleArn": p.restore_role_arn, "StorageEncrypted": encrypted,
+               "Tags": [{"Key": "created-by", "Value": "aurora-fallback-runbook"}]}
+    if subnet_group:
+        request["DBSubnetGroupName"] = subnet_group
+    if security_groups:
+        request["VpcSecurityGroupIds"] = list(security_groups)
+    return request
+
+
+def _instances(p: RunbookParameters) -> list[str]:
+    return [p.aurora_writer_instance] + ([p.aurora_reader_instance] if p.aurora_reader_instance else [])
+
+
+@dataclass(frozen=True)
+class RestoreStep:
+    """``rb.gate.apply(step.plan, step.apply)``: restore (if no cluster), wait, create missing instances."""
+
+    plan: Plan
+    request: dict = field(default_factory=dict, repr=False)
+    instances: tuple[str, ...] = ()
+    timeout_minutes: float = 240
+    rb: Any = field(default=None, repr=False, compare=False)
+
+    def apply(self) -> pd.DataFrame:
+        p, rds = self.rb.params, self.rb.aws("rds")
+        if self.request:
+            aws_call(rds, "restore_db_cluster_from_s3", **self.request)
+        wait_until_available(rds, p.aurora_cluster_id, self.timeout_minutes)
+        for instance in self.instances:
+            aws_call(rds, "create_db_instance", DBInstanceIdentifier=instance, DBInstanceClass=p.aurora_instance_class,
+                     Engine="aurora-mysql", DBClusterIdentifier=p.aurora_cluster_id)
+        for instance in self.instances:
+            _wait_instance(rds, instance, self.timeout_minutes)
+        self.rb.close()   # a connection opened before the restore would reach the old server
+        return describe_cluster(rds, p.aurora_cluster_id).to_frame()
+
+
+def _wait_instance(rds: Any, instance: str, timeout_minutes: float) -> None:
+    def read() -> str:
+        return aws_call(rds, "describe_db_instances", DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+
+    def failed(status: str) -> AwsError:
+        return AwsError("CreateDBInstance", f"instance {instance} is {status}",
+                        hint="read the instance's events in the RDS console; delete it and run this phase again")
+
+    _wait(f"instance {instance}", read, timeout_minutes, failed)
+
+
+def plan_restore(rb: Session, backup: Backup | None, *, timeout_minutes: float = 240, subnet_group: str = "",
+                 security_groups: list[str] | tuple[str, ...] = (), encrypted: bool = True) -> RestoreStep:
+    """Restore only when the cluster does not exist; an existing one gets only its missing instances."""
+    p, rds = rb.params, rb.aws("rds")
+    title, target = f"restore Aurora cluster {p.aurora_cluster_id}", f"AWS RDS {p.aws_region}"
+    cluster = describe_cluster(rds, p.aurora_cluster_id)
+    steps, request = [], {}
+    if cluster is not None:
+        if cluster.status in FAILED_STATES:
+            raise AwsError("DescribeDBClusters", f"cluster {p.aurora_cluster_id} exists and is {cluster.status}: "
+                           f"{_events(rds, p.aurora_cluster_id) or 'no event'}",
+                           hint="this runbook never restores over an existing cluster: delete it, then run again")
+        if cluster.parameter_group != p.aurora_parameter_group:
+            raise CheckFailed(f"cluster {p.aurora_cluster_id}", ["parameter group"],
+                              hint=f"it exists with group {cluster.parameter_group!r}; this runbook never restores "
+                                   f"over an existing cluster: attach {p.aurora_parameter_group!r} and reboot, or "
+                                   "choose another aurora_cluster_id")
+        print(f"Cluster {p.aurora_cluster_id} exists ({cluster.status}, group {cluster.parameter_group}): "
+              "nothing to restore - a restore never runs over an existing cluster.")
+        missing = tuple(i for i in _instances(p) if i not in {m[0] for m in cluster.members})
+    else:
+        if backup is None:
+            raise NotApplied(f"a completed backup in {p.backup_dir}", "backup")
+        parameter_group.compare(rb)                    # NotApplied until phase 3 is done
+        prefix = backup.s3_prefix(p)
+        if not bucket_exists(rb.aws("s3"), p.s3_bucket) or len(s3_objects(rb.aws("s3"), p.s3_bucket, prefix)) < backup.files:
+            raise NotApplied(f"the backup in s3://{p.s3_bucket}/{prefix}", "backup")
+        request = restore_request(p, rb.secret("aurora_admin_password"), backup.source_version, prefix,
+                                  subnet_group=subnet_group, security_groups=tuple(security_groups),
+                                  encrypted=encrypted)
+        shown = ", ".join(f"{k}={MASK if k == 'MasterUserPassword' else v}" for k, v in request.items() if k != "Tags")
+        steps += [Step(target, "RestoreDBClusterFromS3", shown, undo=f"DeleteDBCluster {p.aurora_cluster_id}"),
+                  Step(target, "wait", f"DescribeDBClusters until available (at most {timeout_minutes:g} min)",
+                       reversible=True, undo="—")]
+        missing = tuple(_instances(p))
+    for instance in missing:
+        role = "writer" if instance == p.aurora_writer_instance else "reader"
+        steps.append(Step(target, f"CreateDBInstance ({role})", f"{instance} {p.aurora_instance_class} in "
+                          f"{p.aurora_cluster_id}", reversible=True, undo=f"DeleteDBInstance {instance}"))
+    notes = ("Not migrated by a restore from S3: user accounts, stored routines, time zone tables. The cluster "
+             "is created with the phase-3 parameter group (binary log on, GTIDs on).") if request else ""
+    return RestoreStep(Plan("restore", title, tuple(steps), notes), request, missing, timeout_minutes, rb)
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+def restore_prerequisites(rb: Session) -> list[CheckResult]:
+    """What a restore from S3 demands of the source, and what it leaves behind (cheap to read)."""
+    p, source = rb.params, rb.source()
+    v = source.variables("innodb_page_size", "innodb_data_file_path")
+    ident, major = source.identity, p.aurora_engine_version.split(".mysql_aurora.")[0]
+    same = ident.major == major
+    lab = p.backup_method == "clone"
+    data_files = [f for f in (v["innodb_data_file_path"] or "").split(";") if f]
+    users = source.scalar("SELECT COUNT(*) FROM mysql.user WHERE User NOT IN "
+                          "('root', 'mysql.sys', 'mysql.session', 'mysql.infoschema') AND User <> ''")
+    routines = source.scalar("SELECT COUNT(*) FROM information_schema.ROUTINES "
+                             "WHERE ROUTINE_SCHEMA NOT IN ('mysql', 'sys')")
+    zones = source.scalar("SELECT COUNT(*) FROM mysql.time_zone_name")
+    return [
+        CheckResult("same major version", ident.major, f"{major} ({p.aurora_engine_version})",
+                    "pass" if same else ("warn" if lab else "fail"),
+                    "" if same else ("the lab's stand-in restores the source's own version" if lab else
+                                     "restore from S3 needs a backup of the same major version: pick that "
+                                     "aurora_engine_version, or upgrade the source first")),
+        CheckResult("InnoDB page size", v["innodb_page_size"], "16384",
+                    "pass" if str(v["innodb_page_size"]) == "16384" else "fail",
+                    "restore from S3 supports only 16 KB pages: use another migration method"),
+        CheckResult("one system tablespace file (ibdata1)", v["innodb_data_file_path"], "ibdata1",
+                    "pass" if len(data_files) == 1 and data_files[0].startswith("ibdata1:") else "fail",
+                    "several or renamed ibdata files are not supported by restore from S3"),
+        CheckResult("full backup", p.backup_method, "full only", "pass",
+                    "no --tables/--databases/--incremental-only backup: partial backups are refused"),
+        CheckResult("user accounts (not migrated)", users, "", "info",
+                    "create the application accounts on Aurora after the restore"),
+        CheckResult("stored routines (not migrated)", routines, "", "info",
+                    "recreate functions and procedures on Aurora (SHOW CREATE ...) after the restore"),
+        CheckResult("time zone tables (not migrated)", zones, "", "info",
+                    "Aurora has its own time zone tables; set time_zone in the parameter group if needed"),
+    ]
+
+
+def verify(rb: Session, backup: Backup | None, cluster: Cluster | None = None) -> list[CheckResult]:
+    """The restored cluster on AWS and on its server: group, status, members, admin login, GTIDs."""
+    p = rb.params
+    cluster = cluster or describe_cluster(rb.aws("rds"), p.aurora_cluster_id)
+    if cluster is None:
+        raise NotApplied(f"cluster {p.aurora_cluster_id}", "restore")
+    members = {m[0]: m for m in cluster.members}
+    out = [CheckResult.equal("cluster status", "available", cluster.status, advice="wait, or read its events"),
+           CheckResult.equal("cluster parameter group", p.aurora_parameter_group, cluster.parameter_group,
+                             advice="the cluster was not created with the phase-3 group")]
+    for instance, is_writer, pg_status in cluster.members:
+        out.append(CheckResult.equal(f"{instance}: parameter group", "in-sync", pg_status,
+                                     advice="reboot the instance so static parameters take effect"))
+    for instance in _instances(p):
+        want = instance == p.aurora_writer_instance
+        have = members[instance][1] if instance in members else None
+        out.append(CheckResult(f"{instance}: member", "writer" if want else "reader",
+                               "missing" if have is None else ("writer" if have else "reader"),
+                               "pass" if have is want else "fail", "" if have is want else
+                               "approve step 'restore' to create it" if have is None else "fail over to the writer"))
+    aurora = rb.aurora()
+    out.append(CheckResult("connect as admin", p.aurora_admin_user, aurora.identity.describe(), "pass"))
+    v = aurora.variables("gtid_mode", "log_bin", "gtid_executed")
+    out.append(CheckResult.equal("gtid_mode", "ON", v["gtid_mode"], advice="the group's gtid-mode is not in effect"))
+    out.append(CheckResult.equal("binary log", "ON", v["log_bin"], advice="the group's binlog_format is not in effect"))
+    restored = GtidSet(v["gtid_executed"] or "")
+    if backup is None:
+        out.append(CheckResult("gtid_executed = backup position", "(no backup record)", str(restored), "warn",
+                               f"no manifest in {p.backup_dir}: compare with the backup's position by hand"))
+    elif restored == backup.gtid_set:
+        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored), "pass"))
+    elif not backup.gtid_exact and restored <= backup.gtid_set:
+        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored), "warn",
+                               "the position was read after a clone that ran during writes: Aurora's own "
+                               "gtid_executed is the backup's position, and replication starts from it"))
+    else:
+        more = backup.gtid_set <= restored
+        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored),
+                               "warn" if more else "fail",
+                               f"Aurora has more ({restored - backup.gtid_set}): replication already ran?" if more
+                               else f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start "
+                                    "in the wrong place; restore again from a new backup"))
+    return out
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Rows per application table: the source at backup time next to Aurora now."""
+
+    rows: tuple[tuple[str, Any, Any], ...]
+    at_position: bool = True       # the source's counts were taken at the backup's GTID position
+    recorded: bool = True          # False: no backup record to compare with
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns item, source, aurora, same."""
+        return comparison_frame(self.rows)
+
+    @property
+    def differ(self) -> list[str]:
+        return [t for t, a, b in self.rows if str(a) != str(b)]
+
+    @property
+    def verdict(self) -> str:
+        if not self.recorded:
+            return "WARN: row counts: no backup record to compare with"
+        if not self.differ:
+            return f"PASS: row counts: {len(self.rows)} tables, Aurora has the source's rows at backup time"
+        word = "FAIL" if self.at_position else "WARN (the source took writes while it was counted)"
+        return f"{word}: row counts differ in {len(self.differ)} of {len(self.rows)} tables: {', '.join(self.differ)}"
+
+    def require(self) -> None:
+        """CheckFailed when the verdict is FAIL."""
+        if self.verdict.startswith("FAIL"):
+            raise CheckFailed("row counts", self.differ, table=self.to_frame(),
+                              hint="the restored data is not the backup's: restore again from a new backup")
+
+
+def row_counts(rb: Session, backup: Backup | None) -> RowCounts:
+    """Count every table of the backup's record on Aurora (the source's counts come from the record)."""
+    if backup is None:
+        return RowCounts((), recorded=False)
+    aurora = rb.aurora()
+    present = set(app_tables(aurora, rb.params.app_schemas))
+    here = dict(count_rows(aurora, [t for t, _ in backup.counts if t in present]))
+    return RowCounts(tuple((t, n, here.get(t, "missing")) for t, n in backup.counts), backup.counts_at_position)
+
+
+def backup_frame(backup: Backup | None) -> pd.DataFrame:
+    """:meth:`Backup.to_frame`, or one row saying there is no record."""
+    import pandas as pd
+    return backup.to_frame() if backup else pd.DataFrame([("backup", "(no record: the cluster existed)")],
+                                                         columns=["item", "value"])
+
+
+def figures(backup: Backup | None, cluster: Cluster, checks: list[CheckResult], counts: RowCounts) -> dict:
+    """What the run summary keeps of this phase."""
+    from runbook_lib.display import verdict
+    return {"backup": backup.name if backup else "", "gtid_position": backup.gtid if backup else "",
+            "backup_bytes": backup.bytes if backup else 0, "cluster": cluster.identifier,
+            "status": cluster.status, "members": len(cluster.members),
+            "verdict": verdict(checks, "restore"), "row_counts": counts.verdict}

@@ -1,0 +1,265 @@
+"""runbook_lib.backup_restore: the pure parts (XtraBackup's files, the manifest, when a backup can seed
+replication, the restore request), XtraBackup's handling of its password (a real subprocess standing
+in for the xtrabackup binary), and the shape of every AWS call of the restore (botocore Stubber
+against the real RDS service model)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from botocore.stub import Stubber
+
+from runbook_lib import backup_restore as br
+from runbook_lib.approval import Approvals
+from runbook_lib.errors import AwsError, CheckFailed, RunbookError
+from runbook_lib.gtid import GtidSet
+from runbook_lib.params import load_parameters, parameters_from_mapping
+from runbook_lib.session import Session
+
+LAB = Path(__file__).resolve().parents[2] / "parameters" / "lab.yaml"
+U1, U2 = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "752a5b87-e772-11f1-948d-02fc00000001"
+
+
+def backup(**changes) -> br.Backup:
+    values = {"name": "20261123T190000Z", "directory": "/nonexistent/20261123T190000Z", "method": "clone",
+              "finished": "20261123T190001Z", "gtid": f"{U1}:1-100", "gtid_exact": True, "source_uuid": U1,
+              "source_version": "8.0.36", "files": 17, "bytes": 120_000_000,
+              "counts": (("app_crm.persona", 20000), ("app_crm.segment", 3))}
+    return br.Backup(**{**values, **changes})
+
+
+# --- XtraBackup's files -----------------------------------------------------------------------------
+
+def test_binlog_info_with_a_gtid_set_over_several_lines():
+    text = f"binlog.000012\t2345\t{U2}:1-5,\n{U1}:1-100\n"
+    assert br.parse_binlog_info(text) == ("binlog.000012", 2345, f"{U1}:1-100,{U2}:1-5")
+
+
+def test_binlog_info_without_gtids_and_garbage():
+    assert br.parse_binlog_info("mysql-bin.000003\t157\n") == ("mysql-bin.000003", 157, "")
+    with pytest.raises(RunbookError, match="xtrabackup_binlog_info"):
+        br.parse_binlog_info("nothing here")
+
+
+def test_completed_ok_is_the_last_line_only():
+    ok = "... Writing xtrabackup_info\n2026-11-23T19:00:01 0 [Note] [MY-011825] [Xtrabackup] completed OK!\n\n"
+    assert br.completed_ok(ok)
+    assert not br.completed_ok(ok + "2026-11-23T19:00:02 0 [ERROR] something after\n")
+    assert not br.completed_ok("")
+
+
+def test_option_file_quotes_the_password():
+    text = br.option_file_text("dba", 'p"a\\ss #1')
+    assert text == '[client]\nuser="dba"\npassword="p\\"a\\\\ss #1"\n'
+
+
+# --- which backup can seed replication --------------------------------------------------------------
+
+def test_a_backup_is_usable_while_the_source_keeps_every_binlog_after_it():
+    b = backup()
+    assert br.backup_usable(b, U1, GtidSet(f"{U1}:1-150"), GtidSet(f"{U1}:1-50")) == ""
+    assert "purged" in br.backup_usable(b, U1, GtidSet(f"{U1}:1-150"), GtidSet(f"{U1}:1-120"))
+    assert "another server" in br.backup_usable(b, U2, GtidSet(f"{U1}:1-150"), GtidSet(""))
+    assert "does not have" in br.backup_usable(b, U1, GtidSet(f"{U1}:1-90"), GtidSet(""))
+    assert br.backup_usable(None, U1, GtidSet(""), GtidSet("")) == "no completed backup"
+
+
+def test_manifest_round_trip_and_latest(tmp_path):
+    older = backup(name="20261123T180000Z", directory=str(tmp_path / "20261123T180000Z"))
+    newer = backup(directory=str(tmp_path / "20261123T190000Z"))
+    gone = backup(name="20261123T200000Z", directory=str(tmp_path / "20261123T200000Z"))
+    for b in (older, newer, gone):
+        b.save(tmp_path)
+    (tmp_path / older.name).mkdir()
+    (tmp_path / newer.name).mkdir()
+    assert br.backups(tmp_path) == [older, newer]          # a manifest without its folder is ignored
+    assert br.backups(tmp_path / "missing") == []
+    frame = newer.to_frame()
+    assert list(frame.columns) == ["item", "value"] and f"{U1}:1-100" in set(frame["value"])
+
+
+def test_row_counts_fail_only_when_taken_at_the_position():
+    same = br.RowCounts((("a.t", 3, 3),))
+    differ = br.RowCounts((("a.t", 3, 4), ("a.u", 1, "missing"), ("a.v", 2, 2)))
+    assert same.verdict.startswith("PASS") and same.require() is None
+    assert list(same.to_frame().columns) == ["item", "source", "aurora", "same"]
+    assert differ.verdict == "FAIL: row counts differ in 2 of 3 tables: a.t, a.u"
+    with pytest.raises(CheckFailed, match="a.t, a.u"):
+        differ.require()
+    unsure = br.RowCounts(differ.rows, at_position=False)
+    assert unsure.verdict.startswith("WARN") and unsure.require() is None
+    assert br.RowCounts((), recorded=False).verdict.startswith("WARN")
+
+
+# --- XtraBackup with a stand-in executable: the password never on the command line -----------------
+
+FAKE_XTRABACKUP = """#!/bin/sh
+# records its arguments and the option file's mode and content, then writes what xtrabackup writes
+for a in "$@"; do
+  case "$a" in
+    --defaults-extra-file=*) f="${a#--defaults-extra-file=}";;
+    --target-dir=*) t="${a#--target-dir=}";;
+  esac
+done
+echo "$@" > "$REC/argv"
+stat -c %a "$f" > "$REC/mode"
+cat "$f" > "$REC/options"
+mkdir -p "$t" && printf 'binlog.000002\\t157\\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7\\n' > "$t/xtrabackup_binlog_info"
+echo "[Note] [MY-011825] [Xtrabackup] completed ${RESULT:-OK!}"
+"""
+
+
+@pytest.fixture
+def xtrabackup_session(tmp_path, monkeypatch):
+    tool = tmp_path / "xtrabackup"
+    tool.write_text(FAKE_XTRABACKUP)
+    tool.chmod(0o755)
+    (tmp_path / "rec").mkdir()
+    monkeypatch.setenv("REC", str(tmp_path / "rec"))
+    monkeypatch.setenv("TEST_SOURCE_PW", "S3cret-source#pw")
+    data = {**yaml.safe_load(LAB.read_text()), "backup_method": "xtrabackup", "xtrabackup_command": str(tool),
+            "backup_dir": str(tmp_path / "backups"), "source_admin_password": "env:TEST_SOURCE_PW",
+            "source_tls": "required"}
+    (tmp_path / "backups").mkdir()
+    return Session(parameters_from_mapping(data), Approvals()), tmp_path
+
+
+def test_xtrabackup_gets_its_password_from_a_0600_file_that_is_removed(xtrabackup_session):
+    rb, tmp = xtrabackup_session
+    target = tmp / "backups" / "20261123T190000Z"
+    command = br._xtrabackup_command(rb.params, tmp / "backups" / ".x.cnf", target)
+    gtid, exact, log = br._run_xtrabackup(rb, command, target)
+    assert (gtid, exact) == (f"{U1}:1-7", True) and Path(log).exists()
+    argv = (tmp / "rec" / "argv").read_text()
+    assert "S3cret" not in argv and "--backup" in argv and "--ssl-mode=REQUIRED" in argv
+    assert f"--parallel={rb.params.xtrabackup_parallel}" in argv
+    assert (tmp / "rec" / "mode").read_text().strip() == "600"
+    assert 'password="S3cret-source#pw"' in (tmp / "rec" / "options").read_text()
+    assert not (tmp / "backups" / ".x.cnf").exists()
+    assert command[1].startswith("--defaults-extra-file=")    # must come first
+
+
+def test_xtrabackup_without_completed_ok_fails_and_still_removes_the_file(xtrabackup_session, monkeypatch):
+    rb, tmp = xtrabackup_session
+    monkeypatch.setenv("RESULT", "with errors")
+    target = tmp / "backups" / "x"
+    with pytest.raises(RunbookError, match="did not complete OK") as e:
+        br._run_xtrabackup(rb, br._xtrabackup_command(rb.params, tmp / "backups" / ".x.cnf", target), target)
+    assert "xtrabackup.log" in e.value.hint and not (tmp / "backups" / ".x.cnf").exists()
+
+
+# --- the restore request and its AWS calls (Stubber) -----------------------------------------------
+
+def test_restore_request_fields():
+    p = load_parameters(LAB)
+    r = br.restore_request(p, "pw", "8.0.36", "backup/20261123T190000Z/", subnet_group="db-private",
+                           security_groups=("sg-1",))
+    assert r["DBClusterParameterGroupName"] == p.aurora_parameter_group and r["SourceEngine"] == "mysql"
+    assert r["S3IngestionRoleArn"] == p.restore_role_arn and r["EngineVersion"] == p.aurora_engine_version
+    assert r["DBSubnetGroupName"] == "db-private" and r["VpcSecurityGroupIds"] == ["sg-1"]
+    assert "DBSubnetGroupName" not in br.restore_request(p, "pw", "8.0.36", "x/")
+
+
+@pytest.fixture
+def rb():
+    session = Session(load_parameters(LAB), Approvals())
+    yield session
+
+
+def cluster(status: str, members=()) -> dict:
+    return {"DBClusters": [{"DBClusterIdentifier": "runbook-aurora", "Status": status,
+                            "DBClusterParameterGroup": "runbook-bidir-aurora8",
+                            "EngineVersion": "8.0.mysql_aurora.3.08.0", "Endpoint": "x",
+                            "DBClusterMembers": [{"DBInstanceIdentifier": i, "IsClusterWriter": w,
+                                                  "DBClusterParameterGroupStatus": "in-sync"}
+                                                 for i, w in members]}]}
+
+
+def test_restore_db_cluster_from_s3_request_shape(rb, monkeypatch):
+    """RestoreDBClusterFromS3, the wait, both instances: every request validated by the RDS model."""
+    monkeypatch.setattr(br.time, "sleep", lambda s: None)
+    p = rb.params
+    request = br.restore_request(p, "Adm1n-pw", "8.0.36", "backup/20261123T190000Z/")
+    rds = rb.aws("rds")
+    step = br.RestoreStep(br.Plan("restore", "t"), request, (p.aurora_writer_instance, p.aurora_reader_instance),
+                          5, rb)
+    instance = {"DBInstances": [{"DBInstanceIdentifier": "x", "DBInstanceStatus": "available"}]}
+    with Stubber(rds) as s:
+        s.add_response("restore_db_cluster_from_s3",
+                       {"DBCluster": {"DBClusterIdentifier": "runbook-aurora", "Status": "creating"}},
+                       {"DBClusterIdentifier": "runbook-aurora", "Engine": "aurora-mysql",
+                        "EngineVersion": "8.0.mysql_aurora.3.08.0", "DBClusterParameterGroupName": "runbook-bidir-aurora8",
+                        "MasterUsername": "admin", "MasterUserPassword": "Adm1n-pw", "Port": p.aurora_port,
+                        "SourceEngine": "mysql", "SourceEngineVersion": "8.0.36", "S3BucketName": p.s3_bucket,
+                        "S3Prefix": "backup/20261123T190000Z/", "S3IngestionRoleArn": p.restore_role_arn,
+                        "StorageEncrypted": True, "Tags": [{"Key": "created-by", "Value": "aurora-fallback-runbook"}]})
+        s.add_response("describe_db_clusters", cluster("creating"), {"DBClusterIdentifier": "runbook-aurora"})
+        s.add_response("describe_db_clusters", cluster("available"), {"DBClusterIdentifier": "runbook-aurora"})
+        for name in (p.aurora_writer_instance, p.aurora_reader_instance):
+            s.add_response("create_db_instance", {"DBInstance": {"DBInstanceIdentifier": name}},
+                           {"DBInstanceIdentifier": name, "DBInstanceClass": p.aurora_instance_class,
+                            "Engine": "aurora-mysql", "DBClusterIdentifier": "runbook-aurora"})
+        for name in (p.aurora_writer_instance, p.aurora_reader_instance):
+            s.add_response("describe_db_instances", instance, {"DBInstanceIdentifier": name})
+        s.add_response("describe_db_clusters",
+                       cluster("available", [(p.aurora_writer_instance, True), (p.aurora_reader_instance, False)]),
+                       {"DBClusterIdentifier": "runbook-aurora"})
+        frame = step.apply()
+        s.assert_no_pending_responses()
+    assert list(frame["role"]) == ["writer", "reader"]
+
+
+def test_an_existing_cluster_is_never_restored_over(rb, capsys):
+    p = rb.params
+    with Stubber(rb.aws("rds")) as s:
+        s.add_response("describe_db_clusters",
+                       cluster("available", [(p.aurora_writer_instance, True), (p.aurora_reader_instance, False)]),
+                       {"DBClusterIdentifier": "runbook-aurora"})
+        step = br.plan_restore(rb, None)
+    assert step.plan.is_empty and not step.request and "nothing to restore" in capsys.readouterr().out
+
+
+def test_an_existing_cluster_gets_only_its_missing_reader(rb):
+    p = rb.params
+    with Stubber(rb.aws("rds")) as s:
+        s.add_response("describe_db_clusters", cluster("available", [(p.aurora_writer_instance, True)]),
+                       {"DBClusterIdentifier": "runbook-aurora"})
+        step = br.plan_restore(rb, None)
+    assert step.instances == (p.aurora_reader_instance,) and not step.request
+    assert list(step.plan.to_frame()["action"]) == ["CreateDBInstance (reader)"]
+
+
+def test_an_existing_cluster_with_another_group_stops(rb):
+    answer = cluster("available")
+    answer["DBClusters"][0]["DBClusterParameterGroup"] = "default.aurora-mysql8.0"
+    with Stubber(rb.aws("rds")) as s:
+        s.add_response("describe_db_clusters", answer, {"DBClusterIdentifier": "runbook-aurora"})
+        with pytest.raises(CheckFailed, match="parameter group") as e:
+            br.plan_restore(rb, None)
+    assert "never restores over an existing cluster" in e.value.hint
+
+
+def test_a_failed_restore_reports_the_event(rb, monkeypatch):
+    monkeypatch.setattr(br.time, "sleep", lambda s: None)
+    with Stubber(rb.aws("rds")) as s:
+        s.add_response("describe_db_clusters", cluster("migration-failed"), {"DBClusterIdentifier": "runbook-aurora"})
+        s.add_response("describe_events", {"Events": [{"Message": "Unable to find xtrabackup_checkpoints",
+                                                       "Date": datetime.now(timezone.utc)}]},
+                       {"SourceIdentifier": "runbook-aurora", "SourceType": "db-cluster", "Duration": 1440})
+        with pytest.raises(AwsError, match="xtrabackup_checkpoints") as e:
+            br.wait_until_available(rb.aws("rds"), "runbook-aurora", 1)
+    assert "delete the failed cluster" in e.value.hint
+
+
+def test_a_missing_bucket_on_real_aws_is_an_error_with_a_hint(tmp_path):
+    data = {**yaml.safe_load(LAB.read_text()), "aws_endpoint_url": "", "backup_dir": str(tmp_path)}
+    rb = Session(parameters_from_mapping(data), Approvals())
+    b = backup(directory=str(tmp_path / "b"))
+    with Stubber(rb.aws("rds")) as r, Stubber(rb.aws("s3")) as s:
+        r.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404)
+        s.add_client_error("head_bucket", "404", "Not Found", 404, expected_params={"Bucket": rb.params.s3_bucket})
+        with pytest.raises(AwsError, match="does not exist") as e:
+            br.plan_upload(rb, b)
+    assert "creates buckets only in the lab" in e.value.hint
