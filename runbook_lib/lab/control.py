@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -293,18 +294,26 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
     state.home.mkdir(parents=True, exist_ok=True)
     _ensure_backup_dir(state)
     servers = instances(state)
-    for inst_name, build in (("onprem", lambda i: _build_onprem(i, state, say)),
-                             ("aurora", lambda i: _build_aurora(i, state))):
-        inst = servers[inst_name]
-        if not inst.datadir.exists():
-            say(f"{inst_name}: creating a new MySQL server on 127.0.0.1:{inst.port}")
+    builders = {"onprem": lambda i: _build_onprem(i, state, say), "aurora": lambda i: _build_aurora(i, state)}
+    missing = [n for n, i in servers.items() if not i.datadir.exists()]
+    for inst_name in servers:
+        if inst_name not in missing:
+            servers[inst_name].start()
+    # The two new servers are built side by side: aurora's set-up overlaps onprem's data load.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {}
+        for inst_name in missing:
+            say(f"{inst_name}: creating a new MySQL server on 127.0.0.1:{servers[inst_name].port}")
+            futures[inst_name] = pool.submit(builders[inst_name], servers[inst_name])
+        failures = []
+        for inst_name, fut in futures.items():
             try:
-                build(inst)
-            except BaseException:
-                inst.destroy()   # a half-built server would be mistaken for a good one next time
-                raise
-        else:
-            inst.start()
+                fut.result()
+            except BaseException as e:   # a half-built server would be mistaken for a good one next time
+                servers[inst_name].destroy()
+                failures.append(e)
+        if failures:
+            raise failures[0]
     _start_endpoint(state)
     _publish_secrets(state)
     _publish_restore_role(state)

@@ -110,7 +110,7 @@ class MysqldInstance:
                  f"datadir={i(self.datadir)}", f"socket={i(self.socket)}", f"pid-file={i(self.pid_file)}",
                  f"log-error={i(self.error_log)}", f"port={self.port}", "bind-address=127.0.0.1",
                  "mysqlx=OFF", "secure-file-priv=", f"server-id={self.server_id}",
-                 "skip-name-resolve", "innodb_buffer_pool_size=256M", "innodb_redo_log_capacity=1G", "max_connections=300"]
+                 "skip-name-resolve", "innodb_buffer_pool_size=256M", "innodb_redo_log_capacity=256M", "max_connections=300"]
         lines += [k if v is None else f"{k}={v}" for k, v in self.base_options.items()]
         lines.append(f"!include {i(self.overrides_file)}")
         self.option_file.write_text("\n".join(lines) + "\n")
@@ -161,13 +161,16 @@ class MysqldInstance:
         self.write_option_file()
         self.pid_file.unlink(missing_ok=True)
         log = (self.runtime_dir / "mysqld.out").open("ab")
-        subprocess.Popen(self.runner.command(f"--defaults-file={self.runner.inside(self.option_file)}",
-                                             "--user=root", *extra_args),
-                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        proc = subprocess.Popen(self.runner.command(f"--defaults-file={self.runner.inside(self.option_file)}",
+                                                    "--user=root", *extra_args),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
         log.close()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError(f"{self.name}: mysqld exited at start (code {proc.returncode}): "
+                               f"{self._last_error_line()}", hint=f"see {self.error_log}")
             if self.socket.exists() and self.pid():
                 try:
                     self.root_socket().close()
@@ -176,6 +179,13 @@ class MysqldInstance:
                     pass
             time.sleep(0.1)
         raise LabError(f"{self.name} did not start within {wait:.0f}s", hint=f"see {self.error_log}")
+
+    def _last_error_line(self) -> str:
+        try:
+            lines = [ln for ln in self.error_log.read_text(errors="replace").splitlines() if "[ERROR]" in ln]
+        except FileNotFoundError:
+            return "no error log"
+        return lines[-1].split("] ", 3)[-1][:300] if lines else "no [ERROR] line in the error log"
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
