@@ -268,13 +268,16 @@ class Dialect:
         self._native("START REPLICA", "start_replication()")
         return Sql("START REPLICA" if self._replica_words else "START SLAVE")
 
-    def stop_replica(self) -> Sql:
+    def stop_replica(self, channel: str | None = None) -> Sql:
+        """``STOP REPLICA``; with *channel* (``''`` is the default channel) only that channel's threads."""
         self._native("STOP REPLICA", "stop_replication()")
-        return Sql("STOP REPLICA" if self._replica_words else "STOP SLAVE")
+        return _for_channel("STOP REPLICA" if self._replica_words else "STOP SLAVE", channel)
 
-    def reset_replica_all(self) -> Sql:
+    def reset_replica_all(self, channel: str | None = None) -> Sql:
+        """``RESET REPLICA ALL``: forget the source.  Without *channel* it resets EVERY channel of a
+        multi-source replica; give the channel (``''`` is the default one) to leave the others alone."""
         self._native("RESET REPLICA ALL", "reset_external_source()")
-        return Sql("RESET REPLICA ALL" if self._replica_words else "RESET SLAVE ALL")
+        return _for_channel("RESET REPLICA ALL" if self._replica_words else "RESET SLAVE ALL", channel)
 
     def change_source(self, host: str, port: int, user: str, password: str, *, auto_position: bool = True,
                       ssl: bool = True, connect_retry: int = 60, retry_count: int = 86400,
@@ -422,6 +425,14 @@ class Dialect:
 
     def drop_user(self, user: str, host: str) -> Sql:
         return Sql("DROP USER IF EXISTS %s@%s", (user, host))
+
+
+def _for_channel(statement: str, channel: str | None) -> Sql:
+    if channel is None:
+        return Sql(statement)
+    if not isinstance(channel, str) or len(channel) > 64:
+        raise ParameterError("channel", f"{channel!r} is not a replication channel name")
+    return Sql(f"{statement} FOR CHANNEL %s", (channel,))
 
 
 def _single_gtid(gtid: str) -> str:
