@@ -36,6 +36,7 @@ from runbook_lib.display import CheckResult, comparison_frame
 from runbook_lib.errors import AwsError, CheckFailed, NotApplied, ParameterError, RunbookError
 from runbook_lib.gtid import GtidSet
 from runbook_lib.parameter_group import aws_call, aws_error, aws_pages, error_code
+from runbook_lib.secrets import MASK
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.session import Session
 
 MANIFEST = ".runbook.json"
-MASK = "********"
+
 SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema", "information_schema", "runbook")
 FAILED_STATES = ("failed", "migration-failed", "cloning-failed", "inaccessible-encryption-credentials",
                  "incompatible-parameters", "incompatible-restore", "incompatible-network", "storage-full",
@@ -369,7 +370,7 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
         if error_code(e) == "301":
             raise AwsError("HeadBucket", f"bucket {bucket} is in another region",
                            hint="set aws_region to the bucket's region: the restore needs bucket and cluster "
-                                "in the same region") from e.__cause__
+                                "in the same region") from e
         raise
     return True
 
@@ -603,20 +604,21 @@ def restore_prerequisites(rb: Session) -> list[CheckResult]:
     routines = source.scalar("SELECT COUNT(*) FROM information_schema.ROUTINES "
                              "WHERE ROUTINE_SCHEMA NOT IN ('mysql', 'sys')")
     zones = source.scalar("SELECT COUNT(*) FROM mysql.time_zone_name")
+    one_ibdata = len(data_files) == 1 and data_files[0].startswith("ibdata1:")
     return [
         CheckResult("same major version", ident.major, f"{major} ({p.aurora_engine_version})",
                     "pass" if same else ("warn" if lab else "fail"),
                     "" if same else ("the lab's stand-in restores the source's own version" if lab else
                                      "restore from S3 needs a backup of the same major version: pick that "
                                      "aurora_engine_version, or upgrade the source first")),
-        CheckResult("InnoDB page size", v["innodb_page_size"], "16384",
-                    "pass" if str(v["innodb_page_size"]) == "16384" else "fail",
-                    "restore from S3 supports only 16 KB pages: use another migration method"),
+        CheckResult.equal("parameter group family", f"aurora-mysql{major}", p.aurora_parameter_group_family,
+                          advice="the group's family must match aurora_engine_version, or the restore is refused"),
+        CheckResult.equal("InnoDB page size", v["innodb_page_size"], "16384",
+                          advice="restore from S3 supports only 16 KB pages: use another migration method"),
         CheckResult("one system tablespace file (ibdata1)", v["innodb_data_file_path"], "ibdata1",
-                    "pass" if len(data_files) == 1 and data_files[0].startswith("ibdata1:") else "fail",
-                    "several or renamed ibdata files are not supported by restore from S3"),
-        CheckResult("full backup", p.backup_method, "full only", "pass",
-                    "no --tables/--databases/--incremental-only backup: partial backups are refused"),
+                    "pass" if one_ibdata else "fail",
+                    "" if one_ibdata else "several or renamed ibdata files are not supported by restore from S3"),
+        CheckResult("full backup (no --tables/--databases)", p.backup_method, "full", "pass"),
         CheckResult("user accounts (not migrated)", users, "", "info",
                     "create the application accounts on Aurora after the restore"),
         CheckResult("stored routines (not migrated)", routines, "", "info",

@@ -82,6 +82,19 @@ def test_without_approvals_nothing_is_backed_up_uploaded_or_restored(lab, pipeli
     assert (backup_dir(p), aws_state(lab, p), server_state(lab, "aurora", p["app_schemas"])) == before
 
 
+def test_a_wrong_source_password_stops_the_backup_cell_and_changes_nothing(lab, pipeline, monkeypatch):
+    pipeline.through("03_parameter_group")
+    p = pipeline.params
+    before = (backup_dir(p), aws_state(lab, p))
+    monkeypatch.setenv("RUNBOOK_TEST_WRONG_PW", "not-the-password")   # the kernel inherits it
+    with pytest.raises(PapermillExecutionError) as caught:
+        pipeline.run(STEM, pipeline.params_file(source_admin_password="env:RUNBOOK_TEST_WRONG_PW"))
+    err = caught.value
+    assert err.ename == "AuthenticationFailed" and "backup_restore.plan_backup" in err.source
+    assert "access denied for user 'dba'" in err.evalue and "not-the-password" not in err.evalue
+    assert (backup_dir(p), aws_state(lab, p)) == before
+
+
 def test_with_approvals_aurora_holds_the_source_at_the_backup_position(lab, pipeline):
     nb = pipeline.through(STEM)[STEM]
     text = outputs_text(nb)

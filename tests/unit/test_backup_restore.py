@@ -263,3 +263,43 @@ def test_a_missing_bucket_on_real_aws_is_an_error_with_a_hint(tmp_path):
         with pytest.raises(AwsError, match="does not exist") as e:
             br.plan_upload(rb, b)
     assert "creates buckets only in the lab" in e.value.hint
+
+
+def backup_folder(tmp_path) -> br.Backup:
+    folder = tmp_path / "20261123T190000Z"
+    (folder / "app_crm").mkdir(parents=True)
+    (folder / "mysql.ibd").write_bytes(b"x" * 100)
+    (folder / "app_crm" / "persona.ibd").write_bytes(b"y" * 50)
+    return backup(directory=str(folder), files=2, bytes=150)
+
+
+def test_lab_upload_creates_the_bucket_then_puts_every_file(rb, tmp_path, capsys):
+    from botocore.stub import ANY
+    b, p = backup_folder(tmp_path), rb.params
+    prefix = f"{p.s3_prefix}{b.name}/"
+    with Stubber(rb.aws("rds")) as r, Stubber(rb.aws("s3")) as s:
+        r.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404)
+        s.add_client_error("head_bucket", "404", "Not Found", 404, expected_params={"Bucket": p.s3_bucket})
+        step = br.plan_upload(rb, b)
+        assert list(step.plan.to_frame()["action"]) == ["CreateBucket (lab only)", "upload (PutObject / multipart)"]
+        s.add_response("create_bucket", {}, {"Bucket": p.s3_bucket})
+        for key in (f"{prefix}app_crm/persona.ibd", f"{prefix}mysql.ibd"):
+            s.add_response("put_object", {}, {"Bucket": p.s3_bucket, "Key": key, "Body": ANY,
+                                              "ChecksumAlgorithm": ANY})
+        assert step.apply() == "uploaded 2 files, 0.0 MiB"
+        s.assert_no_pending_responses()
+    assert "upload to s3://" in capsys.readouterr().out            # the progress bar
+
+
+def test_upload_skips_files_already_in_s3_with_their_size(rb, tmp_path):
+    b, p = backup_folder(tmp_path), rb.params
+    prefix = f"{p.s3_prefix}{b.name}/"
+    with Stubber(rb.aws("rds")) as r, Stubber(rb.aws("s3")) as s:
+        r.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404)
+        s.add_response("head_bucket", {}, {"Bucket": p.s3_bucket})
+        s.add_response("list_objects_v2", {"Contents": [{"Key": f"{prefix}mysql.ibd", "Size": 100},
+                                                        {"Key": f"{prefix}app_crm/persona.ibd", "Size": 7}],
+                                           "IsTruncated": False},
+                       {"Bucket": p.s3_bucket, "Prefix": prefix})
+        step = br.plan_upload(rb, b)
+    assert [key for _, key, _ in step.files] == [f"{prefix}app_crm/persona.ibd"] and not step.create_bucket
