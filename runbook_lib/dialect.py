@@ -312,6 +312,25 @@ class Dialect:
         return [Sql("SET GTID_NEXT = %s", (one,)), Sql("BEGIN"), Sql("COMMIT"),
                 Sql("SET GTID_NEXT = 'AUTOMATIC'")]
 
+    def add_gtid_purged(self, gtids: str) -> Sql:
+        """Declare transactions applied without running them: ``SET GLOBAL gtid_purged = '+set'``
+        (8.0+).  The set must not overlap ``gtid_executed``.  For transactions brought over another
+        way (e.g. rows repaired after the other side purged its binary logs), so that auto-position
+        stops asking for them.  5.7 only accepts it on an empty ``gtid_executed``: commit one empty
+        transaction per GTID there (:meth:`skip_gtid_with_empty_transaction`); Aurora refuses it
+        (no SYSTEM_VARIABLES_ADMIN): call :meth:`skip_transaction_with_gtid` once per GTID."""
+        self._native("SET GLOBAL gtid_purged", "skip_transaction_with_gtid() for each GTID")
+        if self.identity.version < (8, 0, 0):
+            raise UnsupportedServer(self.role, "adding to gtid_purged needs MySQL 8.0 or later",
+                                    hint="commit one empty transaction per GTID instead")
+        try:
+            wanted = GtidSet.parse(gtids)
+        except ValueError as e:
+            raise ParameterError("gtids", str(e)) from e
+        if not wanted:
+            raise ParameterError("gtids", "is empty: nothing to declare")
+        return Sql("SET GLOBAL gtid_purged = %s", ("+" + str(wanted),))
+
     def session_binlog(self, on: bool) -> Sql:
         """Turn binary logging on/off for this session only (``sql_log_bin``), e.g. so that a change
         stays on this server and does not replicate.  Needs SUPER, SYSTEM_VARIABLES_ADMIN or

@@ -187,6 +187,19 @@ def test_skip_gtid_with_empty_transaction() -> None:
         dialect_for(identity("9.7.4")).skip_gtid_with_empty_transaction("garbage")
 
 
+def test_add_gtid_purged() -> None:
+    sql = dialect_for(identity("9.7.4")).add_gtid_purged("F5490AB2-E770-11F1-B41C-02FC00000001:3-5,"
+                                                         "f5490ab2-e770-11f1-b41c-02fc00000001:7")
+    assert sql.shown() == "SET GLOBAL gtid_purged = '+f5490ab2-e770-11f1-b41c-02fc00000001:3-5:7'"
+    with pytest.raises(UnsupportedServer, match="8.0"):
+        dialect_for(identity("5.7.44")).add_gtid_purged("f5490ab2-e770-11f1-b41c-02fc00000001:3")
+    with pytest.raises(UnsupportedServer, match="Aurora"):
+        dialect_for(identity("8.0.23", "3.08.0")).add_gtid_purged("f5490ab2-e770-11f1-b41c-02fc00000001:3")
+    for bad in ("", "garbage"):
+        with pytest.raises(ParameterError):
+            dialect_for(identity("9.7.4")).add_gtid_purged(bad)
+
+
 def test_status_field() -> None:
     assert dialect_for(identity("8.0.21")).status_field("seconds_behind") == "Seconds_Behind_Master"
     assert dialect_for(identity("9.7.4")).status_field("seconds_behind") == "Seconds_Behind_Source"
