@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import RunbookError
+from .errors import LabError, RunbookError
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -21,6 +21,11 @@ def _lab(args: argparse.Namespace) -> int:
         print(inspect.status_frame(state).to_string(index=False))
     elif args.action == "down":
         control.down(args.name, destroy=args.destroy)
+    elif args.action == "break":
+        from .lab import faults
+        if not args.fault:
+            raise LabError("which fault? runbook lab break <fault>", hint=f"faults: {', '.join(faults.FAULTS)}")
+        faults.break_lab(args.fault, args.name)
     elif args.action == "reset":
         state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows)
         print(inspect.status_frame(state).to_string(index=False))
@@ -46,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="the local rehearsal lab (real MySQL servers + AWS API endpoint)")
-    lab.add_argument("action", choices=["up", "status", "down", "reset"])
+    lab.add_argument("action", choices=["up", "status", "down", "reset", "break"])
+    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs"],
+                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting)")
     lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
     lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
     lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")
