@@ -108,10 +108,10 @@ def _conflict(lab: _Lab) -> FaultReport:
         f"source: UPDATE {table} SET method='src-fix', amount=amount+1 for invoice_id {r['invoice_id']}",
         f"aurora: UPDATE {table} SET method='aur-fix', amount=amount+2 for the same row",
         "started both appliers again"), (
-        "BOTH channels stopped with error 1032 (Can't find record, HA_ERR_END_OF_FILE): the row each side's "
-        "update expects is no longer there on the other side",
-        "notebook 09: the failing GTID of each side and its Update_rows on app_billing.payment_log; "
-        "fix with approve=['fix:aurora', 'fix:source'] (the source's version is kept by default)"))
+        ("BOTH channels stopped with error 1032 (Can't find record, HA_ERR_END_OF_FILE): the row each side's "
+        "update expects is no longer there on the other side"),
+        ("notebook 09: the failing GTID of each side and its Update_rows on app_billing.payment_log; "
+        "fix with approve=['fix:aurora', 'fix:source'] (the source's version is kept by default)")))
 
 
 def _duplicate_key(lab: _Lab) -> FaultReport:
@@ -127,10 +127,10 @@ def _duplicate_key(lab: _Lab) -> FaultReport:
     return FaultReport("duplicate-key", (
         f"aurora: INSERT INTO {table} id {key} with sql_log_bin=0 (a write that never reached the source)",
         f"source: INSERT INTO {table} the same id {key}, another person"), (
-        f"Aurora's channel (source → aurora) stopped with error 1062: Duplicate entry '{key}' for key "
-        "'persona.PRIMARY'; the source's channel still runs",
-        "notebook 09: fix with approve=['fix:aurora']: skips the insert on Aurora and makes Aurora's row the "
-        "source's version (re-logged from the source, since Aurora's writes replicate)"))
+        (f"Aurora's channel (source → aurora) stopped with error 1062: Duplicate entry '{key}' for key "
+        "'persona.PRIMARY'; the source's channel still runs"),
+        ("notebook 09: fix with approve=['fix:aurora']: skips the insert on Aurora and makes Aurora's row the "
+        "source's version (re-logged from the source, since Aurora's writes replicate)")))
 
 
 def _stopped_io(lab: _Lab) -> FaultReport:
@@ -160,10 +160,10 @@ def _purged_binlogs(lab: _Lab) -> FaultReport:
         "aurora: 2 rows inserted into tenant_globex.orders, then 1 row updated (2 transactions)",
         f"aurora: FLUSH BINARY LOGS, PURGE BINARY LOGS TO '{current}' (as binlog retention hours would)",
         "source: START REPLICA"), (
-        "the source's channel (aurora → source): IO thread 'No' with error 13114 (1236 from Aurora: it purged "
-        "binary logs with GTIDs the source needs)",
-        "notebook 09: state 'purged-binlogs' with the missing GTIDs; fix with approve=['fix:source']: "
-        "declares them applied on the source, restarts, and copies the differing rows from Aurora"))
+        ("the source's channel (aurora → source): IO thread 'No' with error 13114 (1236 from Aurora: it purged "
+        "binary logs with GTIDs the source needs)"),
+        ("notebook 09: state 'purged-binlogs' with the missing GTIDs; fix with approve=['fix:source']: "
+        "declares them applied on the source, restarts, and copies the differing rows from Aurora")))
 
 
 _BREAKERS = {"conflict": _conflict, "duplicate-key": _duplicate_key, "stopped-io": _stopped_io,
