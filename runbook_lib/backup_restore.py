@@ -23,8 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from runbook_lib import parameter_group
 from runbook_lib.approval import Plan, Step
+from runbook_lib.aws import (FAILED_STATES, Cluster, aws_call, aws_error, aws_pages, bucket_exists,  # noqa: F401
+                             cluster_events, describe_cluster, error_code, s3_objects, wait_instance_available,
+                             wait_until_available)
 from runbook_lib.display import CheckResult, comparison_frame
 from runbook_lib.errors import AwsError, CheckFailed, NotApplied, ParameterError, RunbookError
 from runbook_lib.gtid import GtidSet
-from runbook_lib.parameter_group import aws_call, aws_error, aws_pages, error_code
 from runbook_lib.secrets import MASK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,9 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MANIFEST = ".runbook.json"
 
 SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema", "information_schema", "runbook")
-FAILED_STATES = ("failed", "migration-failed", "cloning-failed", "inaccessible-encryption-credentials",
-                 "incompatible-parameters", "incompatible-restore", "incompatible-network", "storage-full",
-                 "stopped")
 
 
 def _now() -> str:
@@ -356,25 +353,6 @@ class UploadStep:
         return f"uploaded {len(self.files)} files, {total / 2**20:,.1f} MiB"
 
 
-def s3_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
-    """key -> size of every object under ``prefix``."""
-    return {o["Key"]: o["Size"] for o in aws_pages(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)}
-
-
-def bucket_exists(s3: Any, bucket: str) -> bool:
-    try:
-        aws_call(s3, "head_bucket", Bucket=bucket)
-    except AwsError as e:
-        if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
-            return False
-        if error_code(e) == "301":
-            raise AwsError("HeadBucket", f"bucket {bucket} is in another region",
-                           hint="set aws_region to the bucket's region: the restore needs bucket and cluster "
-                                "in the same region") from e
-        raise
-    return True
-
-
 def plan_upload(rb: Session, backup: Backup | None) -> UploadStep:
     """Empty when the cluster exists or every file is already in S3 with its size."""
     p = rb.params
@@ -400,86 +378,6 @@ def plan_upload(rb: Session, backup: Backup | None) -> UploadStep:
                           f"{len(todo)} files, {size / 2**20:,.1f} MiB from {root} to s3://{p.s3_bucket}/{prefix}",
                           reversible=True, undo=f"delete the objects under s3://{p.s3_bucket}/{prefix}"))
     return UploadStep(Plan("backup", title, tuple(steps)), p.s3_bucket, todo, not exists, rb)
-
-
-# --- the cluster ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Cluster:
-    """What DescribeDBClusters says about the cluster."""
-
-    identifier: str
-    status: str
-    parameter_group: str
-    engine_version: str
-    endpoint: str
-    members: tuple[tuple[str, bool, str], ...]    # (instance, is writer, parameter group status)
-
-    @classmethod
-    def from_aws(cls, d: dict) -> Cluster:
-        members = tuple((m["DBInstanceIdentifier"], bool(m.get("IsClusterWriter")),
-                         m.get("DBClusterParameterGroupStatus", "")) for m in d.get("DBClusterMembers", []))
-        return cls(d["DBClusterIdentifier"], d.get("Status", ""), d.get("DBClusterParameterGroup", ""),
-                   d.get("EngineVersion", ""), d.get("Endpoint", ""), members)
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-        rows = [{"instance": i, "role": "writer" if w else "reader", "parameter group status": s}
-                for i, w, s in self.members]
-        return pd.DataFrame(rows, columns=["instance", "role", "parameter group status"])
-
-
-def describe_cluster(rds: Any, cluster_id: str) -> Cluster | None:
-    try:
-        found = aws_call(rds, "describe_db_clusters", DBClusterIdentifier=cluster_id)["DBClusters"]
-    except AwsError as e:
-        if error_code(e) in ("DBClusterNotFoundFault", "DBClusterNotFound"):
-            return None
-        raise
-    return Cluster.from_aws(found[0]) if found else None
-
-
-def _events(rds: Any, cluster_id: str) -> str:
-    answer = aws_call(rds, "describe_events", SourceIdentifier=cluster_id, SourceType="db-cluster", Duration=1440)
-    return "; ".join(e.get("Message", "") for e in answer.get("Events", [])[-3:])
-
-
-def _wait(what: str, read: Callable[[], str], timeout_minutes: float, failed: Callable[[str], Exception]) -> None:
-    """Poll ``read()`` (1 s, doubling to 30 s) until 'available', showing the status and the time taken."""
-    from tqdm import tqdm
-    deadline, pause = time.monotonic() + timeout_minutes * 60, 1.0
-    with tqdm(desc=what, bar_format="{desc} ({elapsed} elapsed)", file=sys.stdout, mininterval=1) as bar:
-        while (status := read()) != "available":
-            bar.set_description_str(f"{what}: {status}")
-            if status in FAILED_STATES:
-                raise failed(status)
-            if time.monotonic() > deadline:
-                raise RunbookError(f"{what} is still {status} after {timeout_minutes:g} min",
-                                   hint="AWS goes on working on it: run this cell again later (nothing is done twice)")
-            time.sleep(pause)
-            pause = min(pause * 2, 30.0)
-        bar.set_description_str(f"{what}: available")
-
-
-def wait_until_available(rds: Any, cluster_id: str, timeout_minutes: float) -> Cluster:
-    """Wait for the cluster; NotApplied if there is none, AwsError (with its events) if it failed."""
-    seen: list[Cluster] = []
-
-    def read() -> str:
-        cluster = describe_cluster(rds, cluster_id)
-        if cluster is None:
-            raise NotApplied(f"cluster {cluster_id}", "restore")
-        seen.append(cluster)
-        return cluster.status
-
-    def failed(status: str) -> AwsError:
-        return AwsError("RestoreDBClusterFromS3", f"cluster {cluster_id} is {status}: "
-                        f"{_events(rds, cluster_id) or 'no event'}",
-                        hint="fix the cause the event names, delete the failed cluster (it keeps the identifier), "
-                             "then run this phase again")
-
-    _wait(f"cluster {cluster_id}", read, timeout_minutes, failed)
-    return seen[-1]
 
 
 def cluster_status(rb: Session, timeout_minutes: float = 240) -> Cluster:
@@ -529,20 +427,9 @@ class RestoreStep:
             aws_call(rds, "create_db_instance", DBInstanceIdentifier=instance, DBInstanceClass=p.aurora_instance_class,
                      Engine="aurora-mysql", DBClusterIdentifier=p.aurora_cluster_id)
         for instance in self.instances:
-            _wait_instance(rds, instance, self.timeout_minutes)
+            wait_instance_available(rds, instance, self.timeout_minutes)
         self.rb.close()   # a connection opened before the restore would reach the old server
         return describe_cluster(rds, p.aurora_cluster_id).to_frame()
-
-
-def _wait_instance(rds: Any, instance: str, timeout_minutes: float) -> None:
-    def read() -> str:
-        return aws_call(rds, "describe_db_instances", DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
-
-    def failed(status: str) -> AwsError:
-        return AwsError("CreateDBInstance", f"instance {instance} is {status}",
-                        hint="read the instance's events in the RDS console; delete it and run this phase again")
-
-    _wait(f"instance {instance}", read, timeout_minutes, failed)
 
 
 def plan_restore(rb: Session, backup: Backup | None, *, timeout_minutes: float = 240, subnet_group: str = "",
@@ -555,7 +442,7 @@ def plan_restore(rb: Session, backup: Backup | None, *, timeout_minutes: float =
     if cluster is not None:
         if cluster.status in FAILED_STATES:
             raise AwsError("DescribeDBClusters", f"cluster {p.aurora_cluster_id} exists and is {cluster.status}: "
-                           f"{_events(rds, p.aurora_cluster_id) or 'no event'}",
+                           f"{cluster_events(rds, p.aurora_cluster_id) or 'no event'}",
                            hint="this runbook never restores over an existing cluster: delete it, then run again")
         if cluster.parameter_group != p.aurora_parameter_group:
             raise CheckFailed(f"cluster {p.aurora_cluster_id}", ["parameter group"],

@@ -4,13 +4,13 @@ in for the xtrabackup binary), and the shape of every AWS call of the restore (b
 against the real RDS service model)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 from botocore.stub import Stubber
 
+from runbook_lib import aws
 from runbook_lib import backup_restore as br
 from runbook_lib.approval import Approvals
 from runbook_lib.errors import AwsError, CheckFailed, RunbookError
@@ -179,7 +179,7 @@ def cluster(status: str, members=()) -> dict:
 
 def test_restore_db_cluster_from_s3_request_shape(rb, monkeypatch):
     """RestoreDBClusterFromS3, the wait, both instances: every request validated by the RDS model."""
-    monkeypatch.setattr(br.time, "sleep", lambda s: None)
+    monkeypatch.setattr(aws.time, "sleep", lambda s: None)
     p = rb.params
     request = br.restore_request(p, "Adm1n-pw", "8.0.36", "backup/20261123T190000Z/")
     rds = rb.aws("rds")
@@ -239,18 +239,6 @@ def test_an_existing_cluster_with_another_group_stops(rb):
         with pytest.raises(CheckFailed, match="parameter group") as e:
             br.plan_restore(rb, None)
     assert "never restores over an existing cluster" in e.value.hint
-
-
-def test_a_failed_restore_reports_the_event(rb, monkeypatch):
-    monkeypatch.setattr(br.time, "sleep", lambda s: None)
-    with Stubber(rb.aws("rds")) as s:
-        s.add_response("describe_db_clusters", cluster("migration-failed"), {"DBClusterIdentifier": "runbook-aurora"})
-        s.add_response("describe_events", {"Events": [{"Message": "Unable to find xtrabackup_checkpoints",
-                                                       "Date": datetime.now(timezone.utc)}]},
-                       {"SourceIdentifier": "runbook-aurora", "SourceType": "db-cluster", "Duration": 1440})
-        with pytest.raises(AwsError, match="xtrabackup_checkpoints") as e:
-            br.wait_until_available(rb.aws("rds"), "runbook-aurora", 1)
-    assert "delete the failed cluster" in e.value.hint
 
 
 def test_a_missing_bucket_on_real_aws_is_an_error_with_a_hint(tmp_path):

@@ -1,6 +1,6 @@
 """runbook_lib.parameter_group: planning (desired vs described parameters), the comparison with
-the family's defaults, error mapping, and the shape of every AWS call (botocore Stubber against
-the real RDS service model: a request that does not fit the model fails the test)."""
+the family's defaults, and the shape of every AWS call (botocore Stubber against the real RDS
+service model: a request that does not fit the model fails the test).  Error mapping: test_aws."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -192,25 +192,3 @@ def test_compare_before_the_group_exists_is_not_applied(rb):
         with pytest.raises(NotApplied, match=GROUP) as e:
             pg.compare(rb)
     assert "parameter_group" in e.value.hint
-
-
-@pytest.mark.parametrize("code, hint", [
-    ("AccessDenied", "lacks the permission for ModifyDBClusterParameterGroup"),
-    ("InvalidParameterValue", "gtid-mode with a hyphen"),
-    ("ExpiredToken", "log in again"),
-])
-def test_client_errors_become_aws_errors_with_a_hint(rb, code, hint):
-    with stub(rb) as s:
-        s.add_client_error("modify_db_cluster_parameter_group", code, "refused", 400)
-        with pytest.raises(AwsError) as e:
-            pg.aws_call(rb.aws("rds"), "modify_db_cluster_parameter_group", DBClusterParameterGroupName=GROUP,
-                        Parameters=[{"ParameterName": "x", "ParameterValue": "1", "ApplyMethod": "immediate"}])
-    assert e.value.operation == "ModifyDBClusterParameterGroup" and code in e.value.detail
-    assert hint in e.value.hint and pg.error_code(e.value) == code
-
-
-def test_unreachable_endpoint_hints_at_region_and_endpoint():
-    from botocore.exceptions import EndpointConnectionError
-    err = pg.aws_error(EndpointConnectionError(endpoint_url="https://rds.xx-nowhere-1.amazonaws.com"),
-                       "DescribeDBClusters")
-    assert "aws_region" in err.hint and "aws_endpoint_url" in err.hint
