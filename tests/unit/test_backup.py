@@ -1,7 +1,7 @@
-"""runbook_lib.backup_restore: the pure parts (XtraBackup's files, the manifest, when a backup can seed
-replication, the restore request), XtraBackup's handling of its password (a real subprocess standing
-in for the xtrabackup binary), and the shape of every AWS call of the restore (botocore Stubber
-against the real RDS service model)."""
+"""runbook_lib.backup: the pure parts (XtraBackup's files, the manifest, when a backup can seed
+replication), XtraBackup's handling of its password (a real subprocess standing in for the
+xtrabackup binary), and the shape of the upload's AWS calls (botocore Stubber against the real
+service models)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +10,9 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from runbook_lib import aws
-from runbook_lib import backup_restore as br
+from runbook_lib import backup as br
 from runbook_lib.approval import Approvals
-from runbook_lib.errors import AwsError, CheckFailed, RunbookError
+from runbook_lib.errors import AwsError, RunbookError
 from runbook_lib.gtid import GtidSet
 from runbook_lib.params import load_parameters, parameters_from_mapping
 from runbook_lib.session import Session
@@ -80,19 +79,6 @@ def test_manifest_round_trip_and_latest(tmp_path):
     assert list(frame.columns) == ["item", "value"] and f"{U1}:1-100" in set(frame["value"])
 
 
-def test_row_counts_fail_only_when_taken_at_the_position():
-    same = br.RowCounts((("a.t", 3, 3),))
-    differ = br.RowCounts((("a.t", 3, 4), ("a.u", 1, "missing"), ("a.v", 2, 2)))
-    assert same.verdict.startswith("PASS") and same.require() is None
-    assert list(same.to_frame().columns) == ["item", "source", "aurora", "same"]
-    assert differ.verdict == "FAIL: row counts differ in 2 of 3 tables: a.t, a.u"
-    with pytest.raises(CheckFailed, match="a.t, a.u"):
-        differ.require()
-    unsure = br.RowCounts(differ.rows, at_position=False)
-    assert unsure.verdict.startswith("WARN") and unsure.require() is None
-    assert br.RowCounts((), recorded=False).verdict.startswith("WARN")
-
-
 # --- XtraBackup with a stand-in executable: the password never on the command line -----------------
 
 FAKE_XTRABACKUP = """#!/bin/sh
@@ -150,95 +136,12 @@ def test_xtrabackup_without_completed_ok_fails_and_still_removes_the_file(xtraba
     assert "xtrabackup.log" in e.value.hint and not (tmp / "backups" / ".x.cnf").exists()
 
 
-# --- the restore request and its AWS calls (Stubber) -----------------------------------------------
-
-def test_restore_request_fields():
-    p = load_parameters(LAB)
-    r = br.restore_request(p, "pw", "8.0.36", "backup/20261123T190000Z/", subnet_group="db-private",
-                           security_groups=("sg-1",))
-    assert r["DBClusterParameterGroupName"] == p.aurora_parameter_group and r["SourceEngine"] == "mysql"
-    assert r["S3IngestionRoleArn"] == p.restore_role_arn and r["EngineVersion"] == p.aurora_engine_version
-    assert r["DBSubnetGroupName"] == "db-private" and r["VpcSecurityGroupIds"] == ["sg-1"]
-    assert "DBSubnetGroupName" not in br.restore_request(p, "pw", "8.0.36", "x/")
-
+# --- the upload (Stubber) -------------------------------------------------------------------------
 
 @pytest.fixture
 def rb():
     session = Session(load_parameters(LAB), Approvals())
     yield session
-
-
-def cluster(status: str, members=()) -> dict:
-    return {"DBClusters": [{"DBClusterIdentifier": "runbook-aurora", "Status": status,
-                            "DBClusterParameterGroup": "runbook-bidir-aurora8",
-                            "EngineVersion": "8.0.mysql_aurora.3.08.0", "Endpoint": "x",
-                            "DBClusterMembers": [{"DBInstanceIdentifier": i, "IsClusterWriter": w,
-                                                  "DBClusterParameterGroupStatus": "in-sync"}
-                                                 for i, w in members]}]}
-
-
-def test_restore_db_cluster_from_s3_request_shape(rb, monkeypatch):
-    """RestoreDBClusterFromS3, the wait, both instances: every request validated by the RDS model."""
-    monkeypatch.setattr(aws.time, "sleep", lambda s: None)
-    p = rb.params
-    request = br.restore_request(p, "Adm1n-pw", "8.0.36", "backup/20261123T190000Z/")
-    rds = rb.aws("rds")
-    step = br.RestoreStep(br.Plan("restore", "t"), request, (p.aurora_writer_instance, p.aurora_reader_instance),
-                          5, rb)
-    instance = {"DBInstances": [{"DBInstanceIdentifier": "x", "DBInstanceStatus": "available"}]}
-    with Stubber(rds) as s:
-        s.add_response("restore_db_cluster_from_s3",
-                       {"DBCluster": {"DBClusterIdentifier": "runbook-aurora", "Status": "creating"}},
-                       {"DBClusterIdentifier": "runbook-aurora", "Engine": "aurora-mysql",
-                        "EngineVersion": "8.0.mysql_aurora.3.08.0", "DBClusterParameterGroupName": "runbook-bidir-aurora8",
-                        "MasterUsername": "admin", "MasterUserPassword": "Adm1n-pw", "Port": p.aurora_port,
-                        "SourceEngine": "mysql", "SourceEngineVersion": "8.0.36", "S3BucketName": p.s3_bucket,
-                        "S3Prefix": "backup/20261123T190000Z/", "S3IngestionRoleArn": p.restore_role_arn,
-                        "StorageEncrypted": True, "Tags": [{"Key": "created-by", "Value": "aurora-fallback-runbook"}]})
-        s.add_response("describe_db_clusters", cluster("creating"), {"DBClusterIdentifier": "runbook-aurora"})
-        s.add_response("describe_db_clusters", cluster("available"), {"DBClusterIdentifier": "runbook-aurora"})
-        for name in (p.aurora_writer_instance, p.aurora_reader_instance):
-            s.add_response("create_db_instance", {"DBInstance": {"DBInstanceIdentifier": name}},
-                           {"DBInstanceIdentifier": name, "DBInstanceClass": p.aurora_instance_class,
-                            "Engine": "aurora-mysql", "DBClusterIdentifier": "runbook-aurora"})
-        for name in (p.aurora_writer_instance, p.aurora_reader_instance):
-            s.add_response("describe_db_instances", instance, {"DBInstanceIdentifier": name})
-        s.add_response("describe_db_clusters",
-                       cluster("available", [(p.aurora_writer_instance, True), (p.aurora_reader_instance, False)]),
-                       {"DBClusterIdentifier": "runbook-aurora"})
-        frame = step.apply()
-        s.assert_no_pending_responses()
-    assert list(frame["role"]) == ["writer", "reader"]
-
-
-def test_an_existing_cluster_is_never_restored_over(rb, capsys):
-    p = rb.params
-    with Stubber(rb.aws("rds")) as s:
-        s.add_response("describe_db_clusters",
-                       cluster("available", [(p.aurora_writer_instance, True), (p.aurora_reader_instance, False)]),
-                       {"DBClusterIdentifier": "runbook-aurora"})
-        step = br.plan_restore(rb, None)
-    assert step.plan.is_empty and not step.request and "nothing to restore" in capsys.readouterr().out
-
-
-def test_an_existing_cluster_gets_only_its_missing_reader(rb):
-    p = rb.params
-    with Stubber(rb.aws("rds")) as s:
-        s.add_response("describe_db_clusters", cluster("available", [(p.aurora_writer_instance, True)]),
-                       {"DBClusterIdentifier": "runbook-aurora"})
-        step = br.plan_restore(rb, None)
-    assert step.instances == (p.aurora_reader_instance,) and not step.request
-    assert list(step.plan.to_frame()["action"]) == ["CreateDBInstance (reader)"]
-
-
-def test_an_existing_cluster_with_another_group_stops(rb):
-    answer = cluster("available")
-    answer["DBClusters"][0]["DBClusterParameterGroup"] = "default.aurora-mysql8.0"
-    with Stubber(rb.aws("rds")) as s:
-        s.add_response("describe_db_clusters", answer, {"DBClusterIdentifier": "runbook-aurora"})
-        with pytest.raises(CheckFailed, match="parameter group") as e:
-            br.plan_restore(rb, None)
-    assert "never restores over an existing cluster" in e.value.hint
 
 
 def test_a_missing_bucket_on_real_aws_is_an_error_with_a_hint(tmp_path):
