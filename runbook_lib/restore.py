@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from runbook_lib import parameter_group
 from runbook_lib.approval import Plan, Step
-from runbook_lib.aws import (FAILED_STATES, Cluster, aws_call, bucket_exists, cluster_events, describe_cluster,
-                             s3_objects, wait_instance_available, wait_until_available)
+from runbook_lib.aws import (FAILED_STATES, Cluster, aws_call, bucket_exists, cluster_events,
+                             describe_cluster, s3_objects, wait_instance_available, wait_until_available)
 from runbook_lib.backup import Backup, app_tables, count_rows
 from runbook_lib.display import CheckResult, comparison_frame
 from runbook_lib.errors import AwsError, CheckFailed, NotApplied

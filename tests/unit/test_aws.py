@@ -32,7 +32,8 @@ def test_client_errors_become_aws_errors_with_a_hint(rb, code, hint):
     with Stubber(rb.aws("rds")) as s:
         s.add_client_error("modify_db_cluster_parameter_group", code, "refused", 400)
         with pytest.raises(AwsError) as e:
-            aws.aws_call(rb.aws("rds"), "modify_db_cluster_parameter_group", DBClusterParameterGroupName=GROUP,
+            aws.aws_call(rb.aws("rds"), "modify_db_cluster_parameter_group",
+                         DBClusterParameterGroupName=GROUP,
                          Parameters=[{"ParameterName": "x", "ParameterValue": "1", "ApplyMethod": "immediate"}])
     assert e.value.operation == "ModifyDBClusterParameterGroup" and code in e.value.detail
     assert hint in e.value.hint and aws.error_code(e.value) == code
