@@ -1,4 +1,5 @@
-"""runbook_lib.preflight: the rules (facts -> check rows), on made-up facts, without servers."""
+"""runbook_lib.preflight and its rules (runbook_lib.preflight_rules: facts -> check rows), on made-up facts,
+without servers."""
 from __future__ import annotations
 
 import dataclasses
