@@ -56,7 +56,7 @@ def write_html(run_dir: Path, notebooks: list[Path], summary: dict) -> Path:
     merged.cells.append(nbformat.v4.new_markdown_cell(_summary_markdown(summary)))
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n# Phase {html.escape(path.stem)}"))
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n<small>notebook {html.escape(path.name)}</small>"))
         for cell in nb.cells:
             # papermill's own bookkeeping cells say nothing to a reader of the report
             if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
