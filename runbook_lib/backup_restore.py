@@ -17,7 +17,9 @@ run plans nothing:
   group, a wait until the cluster is available, then the writer (and reader) instance.  An existing
   cluster is never restored over.
 
-:func:`verify` and :func:`row_counts` then check the result on AWS and on the restored server.
+:func:`verify` and :func:`row_counts` then check the result on AWS and on the restored server: against
+the backup's position while Aurora is still there, and once it has moved on (a run after phase 5),
+that it still contains the position, with the row counts shown for information.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from runbook_lib.aws import (FAILED_STATES, Cluster, aws_call, aws_error, aws_pa
 from runbook_lib.backup import (MANIFEST, SYSTEM_SCHEMAS, Backup, BackupStep, UploadStep, app_tables,
                                 backup_frame, backup_usable, backups, completed_ok, count_rows, latest_backup,
                                 option_file_text, parse_binlog_info, plan_backup, plan_upload)
-from runbook_lib.restore import (RestoreStep, RowCounts, cluster_status, figures, plan_restore,
-                                 restore_prerequisites, restore_request, row_counts, verify)
+from runbook_lib.restore import (RestoreStep, RowCounts, cluster_status, figures, gtid_check, later_transactions,
+                                 plan_restore, restore_prerequisites, restore_request, row_counts, verify)
 
 __all__ = [
     # the backup and its upload (runbook_lib.backup)
@@ -35,8 +37,8 @@ __all__ = [
     "backup_usable", "backups", "completed_ok", "count_rows", "latest_backup", "option_file_text",
     "parse_binlog_info", "plan_backup", "plan_upload",
     # the restore and its checks (runbook_lib.restore)
-    "RestoreStep", "RowCounts", "cluster_status", "figures", "plan_restore", "restore_prerequisites",
-    "restore_request", "row_counts", "verify",
+    "RestoreStep", "RowCounts", "cluster_status", "figures", "gtid_check", "later_transactions", "plan_restore",
+    "restore_prerequisites", "restore_request", "row_counts", "verify",
     # AWS helpers this module offered before the split (runbook_lib.aws)
     "FAILED_STATES", "Cluster", "aws_call", "aws_error", "aws_pages", "bucket_exists", "describe_cluster",
     "error_code", "s3_objects", "wait_until_available",

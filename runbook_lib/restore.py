@@ -6,6 +6,9 @@
 * :func:`cluster_status` waits for the cluster; :func:`restore_prerequisites` reads what a restore
   from S3 demands of the source; :func:`verify` and :func:`row_counts` check the result on AWS and on
   the restored server against the backup's record (:class:`~runbook_lib.backup.Backup`).
+* The GTID and row-count checks describe the moment of the restore: once Aurora has moved on from
+  the backup's position (replication, later phases; :func:`later_transactions`), a run of the phase
+  checks that Aurora still contains the position and shows the row counts for information only.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from runbook_lib.approval import Plan, Step
 from runbook_lib.aws import (FAILED_STATES, Cluster, aws_call, bucket_exists, cluster_events,
                              describe_cluster, s3_objects, wait_instance_available, wait_until_available)
 from runbook_lib.backup import Backup, app_tables, count_rows
+from runbook_lib.channels import executed_gtids
 from runbook_lib.display import CheckResult, comparison_frame
 from runbook_lib.errors import AwsError, CheckFailed, NotApplied
 from runbook_lib.gtid import GtidSet
@@ -191,33 +195,59 @@ def verify(rb: Session, backup: Backup | None, cluster: Cluster | None = None) -
     v = aurora.variables("gtid_mode", "log_bin", "gtid_executed")
     out.append(CheckResult.equal("gtid_mode", "ON", v["gtid_mode"], advice="the group's gtid-mode is not in effect"))
     out.append(CheckResult.equal("binary log", "ON", v["log_bin"], advice="the group's binlog_format is not in effect"))
-    restored = GtidSet(v["gtid_executed"] or "")
-    if backup is None:
-        out.append(CheckResult("gtid_executed = backup position", "(no backup record)", str(restored), "warn",
-                               f"no manifest in {p.backup_dir}: compare with the backup's position by hand"))
-    elif restored == backup.gtid_set:
-        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored), "pass"))
-    elif not backup.gtid_exact and restored <= backup.gtid_set:
-        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored), "warn",
-                               "the position was read after a clone that ran during writes: Aurora's own "
-                               "gtid_executed is the backup's position, and replication starts from it"))
-    else:
-        more = backup.gtid_set <= restored
-        out.append(CheckResult("gtid_executed = backup position", str(backup.gtid_set), str(restored),
-                               "warn" if more else "fail",
-                               f"Aurora has more ({restored - backup.gtid_set}): replication already ran?" if more
-                               else f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start "
-                                    "in the wrong place; restore again from a new backup"))
+    out.append(gtid_check(backup, GtidSet(v["gtid_executed"] or ""), p.backup_dir))
     return out
+
+
+def later_transactions(backup: Backup, executed: GtidSet) -> GtidSet:
+    """What Aurora (``executed``: its gtid_executed) has run after the backup's position, when it holds
+    all of the position: replication or writes since the restore.  Empty while Aurora is still at the
+    position, or when it lacks part of it."""
+    return executed - backup.gtid_set if backup.gtid_set < executed else GtidSet()
+
+
+def _transactions(n: int) -> str:
+    return f"{n} transaction" + ("" if n == 1 else "s")
+
+
+def gtid_check(backup: Backup | None, restored: GtidSet, backup_dir: str) -> CheckResult:
+    """Aurora's gtid_executed against the backup's position (pure).
+
+    Equal right after the restore; once Aurora has moved on (replication, later phases), it must
+    still contain the whole position.  Lacking part of it fails: auto-position would start wrong.
+    """
+    item, position = "gtid_executed = backup position", str(backup.gtid_set) if backup else ""
+    later = later_transactions(backup, restored) if backup else GtidSet()
+    if backup is None:
+        return CheckResult(item, "(no backup record)", str(restored), "warn",
+                           f"no manifest in {backup_dir}: compare with the backup's position by hand")
+    if restored == backup.gtid_set:
+        return CheckResult(item, position, str(restored), "pass")
+    if later:
+        return CheckResult("gtid_executed contains backup position", position, str(restored), "pass",
+                           f"Aurora has moved on since the restore ({_transactions(later.count())} later, "
+                           "e.g. by replication): the whole backup position is still there")
+    if not backup.gtid_exact and restored <= backup.gtid_set:
+        return CheckResult(item, position, str(restored), "warn",
+                           "the position was read after a clone that ran during writes: Aurora's own "
+                           "gtid_executed is the backup's position, and replication starts from it")
+    return CheckResult(item, position, str(restored), "fail",
+                       f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start "
+                       "in the wrong place; restore again from a new backup")
 
 
 @dataclass(frozen=True)
 class RowCounts:
-    """Rows per application table: the source at backup time next to Aurora now."""
+    """Rows per application table: the source at backup time next to Aurora now.
+
+    They are compared only while Aurora is still at the backup's position; once it has moved on
+    (``later`` transactions after it, e.g. replication), they are shown for information.
+    """
 
     rows: tuple[tuple[str, Any, Any], ...]
     at_position: bool = True       # the source's counts were taken at the backup's GTID position
     recorded: bool = True          # False: no backup record to compare with
+    later: int = 0                 # transactions Aurora ran after the backup's position
 
     def to_frame(self) -> pd.DataFrame:
         """Columns item, source, aurora, same."""
@@ -231,6 +261,10 @@ class RowCounts:
     def verdict(self) -> str:
         if not self.recorded:
             return "WARN: row counts: no backup record to compare with"
+        if self.later:
+            return (f"INFO: row counts: Aurora has moved on since the restore ({_transactions(self.later)} "
+                    "after the backup's position, e.g. by replication): shown for information, not compared; "
+                    "the validation phase (06_validation) compares both sides")
         if not self.differ:
             return f"PASS: row counts: {len(self.rows)} tables, Aurora has the source's rows at backup time"
         word = "FAIL" if self.at_position else "WARN (the source took writes while it was counted)"
@@ -244,13 +278,19 @@ class RowCounts:
 
 
 def row_counts(rb: Session, backup: Backup | None) -> RowCounts:
-    """Count every table of the backup's record on Aurora (the source's counts come from the record)."""
+    """Count every table of the backup's record on Aurora (the source's counts come from the record).
+
+    Aurora's GTIDs are read after counting: if it was still at the backup's position then, the counts
+    were taken there too.
+    """
     if backup is None:
         return RowCounts((), recorded=False)
     aurora = rb.aurora()
     present = set(app_tables(aurora, rb.params.app_schemas))
     here = dict(count_rows(aurora, [t for t, _ in backup.counts if t in present]))
-    return RowCounts(tuple((t, n, here.get(t, "missing")) for t, n in backup.counts), backup.counts_at_position)
+    later = later_transactions(backup, executed_gtids(aurora)).count()
+    return RowCounts(tuple((t, n, here.get(t, "missing")) for t, n in backup.counts), backup.counts_at_position,
+                     later=later)
 
 
 def figures(backup: Backup | None, cluster: Cluster, checks: list[CheckResult], counts: RowCounts) -> dict:

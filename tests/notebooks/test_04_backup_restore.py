@@ -1,6 +1,7 @@
 """Notebook 04_backup_restore on the lab: nothing backed up, uploaded or restored without approvals;
 with them a cluster restored from the clone in S3 (group attached, writer and reader) whose server
-holds the source's data and exactly the backup's GTID position; a second run changes nothing."""
+holds the source's data and exactly the backup's GTID position; a second run changes nothing, also after
+Aurora has moved on from that position."""
 from __future__ import annotations
 
 import json
@@ -134,4 +135,24 @@ def test_a_second_run_changes_nothing(lab, pipeline):
     assert "never runs over an existing cluster" in text
     assert "APPLIED" not in text and "SKIPPED" not in text
     assert "PASS: restore: all" in text and "PASS: row counts" in text
+    assert (backup_dir(p), aws_state(lab, p), server_state(lab, "aurora", p["app_schemas"])) == before
+
+
+def test_a_run_after_aurora_moved_on_checks_containment_and_changes_nothing(lab, pipeline):
+    """Regression: once Aurora has moved past the backup's position (replication, canary and failover
+    rows, writes on either side), a run of 04 judged the moment of the restore again and stopped on a
+    row count.  Now Aurora must contain the position, and the counts are information."""
+    pipeline.through(STEM)
+    p = pipeline.params
+    for name in ("onprem", "aurora"):                  # rows written after the restore, on both sides
+        with lab.root(name) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO tenant_acme.orders (sku, qty, placed_at) VALUES (%s, 1, NOW())",
+                        (f"t04-{name}",))
+    [record] = manifests(p)
+    before = (backup_dir(p), aws_state(lab, p), server_state(lab, "aurora", p["app_schemas"]))
+    assert GtidSet(record["gtid"]) < before[2]["gtid"]
+    text = outputs_text(pipeline.run(STEM))
+    assert "gtid_executed contains backup position" in text and "PASS: restore: all" in text
+    assert "INFO: row counts: Aurora has moved on since the restore (1 transaction after" in text
+    assert "APPLIED" not in text and "SKIPPED" not in text
     assert (backup_dir(p), aws_state(lab, p), server_state(lab, "aurora", p["app_schemas"])) == before

@@ -10,11 +10,14 @@ from botocore.stub import Stubber
 from runbook_lib import aws
 from runbook_lib import restore as rs
 from runbook_lib.approval import Approvals, Plan
+from runbook_lib.backup import Backup
 from runbook_lib.errors import CheckFailed
+from runbook_lib.gtid import GtidSet
 from runbook_lib.params import load_parameters
 from runbook_lib.session import Session
 
 LAB = Path(__file__).resolve().parents[2] / "parameters" / "lab.yaml"
+SOURCE, AURORA = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "85d3fc01-e776-11f1-bf99-02fc00000001"
 
 
 def test_row_counts_fail_only_when_taken_at_the_position():
@@ -28,6 +31,47 @@ def test_row_counts_fail_only_when_taken_at_the_position():
     unsure = rs.RowCounts(differ.rows, at_position=False)
     assert unsure.verdict.startswith("WARN") and unsure.require() is None
     assert rs.RowCounts((), recorded=False).verdict.startswith("WARN")
+
+
+def test_row_counts_are_information_once_aurora_has_moved_on():
+    moved_on = rs.RowCounts((("a.t", 3, 5), ("a.u", 1, 1)), later=4)
+    assert moved_on.verdict.startswith("INFO: row counts: Aurora has moved on since the restore "
+                                       "(4 transactions")
+    assert "not compared" in moved_on.verdict and moved_on.require() is None
+    assert list(moved_on.to_frame()["aurora"]) == ["5", "1"]
+
+
+def at_position(gtid: str, exact: bool = True) -> Backup:
+    return Backup("20261123T190000Z", "/nonexistent", "clone", "20261123T190001Z", gtid, exact, SOURCE,
+                  "9.7.4", 1, 1)
+
+
+def test_later_transactions_only_when_aurora_holds_the_whole_position():
+    b = at_position(f"{SOURCE}:1-100")
+    assert rs.later_transactions(b, GtidSet(f"{SOURCE}:1-100")) == GtidSet()
+    later = rs.later_transactions(b, GtidSet(f"{SOURCE}:1-102,{AURORA}:1"))
+    assert later == GtidSet(f"{SOURCE}:101-102,{AURORA}:1")
+    assert rs.later_transactions(b, GtidSet(f"{SOURCE}:1-90,{AURORA}:1-5")) == GtidSet()     # lacks 91-100
+
+
+@pytest.mark.parametrize("executed, exact, item, status, words", [
+    (f"{SOURCE}:1-100", True, "gtid_executed = backup position", "pass", ""),
+    (f"{SOURCE}:1-120,{AURORA}:1-3", True, "gtid_executed contains backup position", "pass",
+     "moved on since the restore (23 transactions later"),
+    (f"{SOURCE}:1-90", False, "gtid_executed = backup position", "warn", "read after a clone"),
+    (f"{SOURCE}:1-90", True, "gtid_executed = backup position", "fail", f"lacks {SOURCE}:91-100"),
+    (f"{SOURCE}:1-90,{AURORA}:1-3", True, "gtid_executed = backup position", "fail",
+     f"lacks {SOURCE}:91-100"),
+])
+def test_gtid_check_equal_at_the_restore_containing_afterwards(executed, exact, item, status, words):
+    check = rs.gtid_check(at_position(f"{SOURCE}:1-100", exact), GtidSet(executed), "/backups")
+    assert (check.item, check.status, check.source) == (item, status, f"{SOURCE}:1-100")
+    assert words in check.advice if words else check.advice == ""
+
+
+def test_gtid_check_without_a_backup_record_warns():
+    check = rs.gtid_check(None, GtidSet(f"{SOURCE}:1-100"), "/backups")
+    assert check.status == "warn" and "no manifest in /backups" in check.advice
 
 
 # --- the restore request and its AWS calls (Stubber) -----------------------------------------------
