@@ -353,6 +353,8 @@ def right_side(diagnosis: Diagnosis, table: str, keep: str, fix: str) -> str:
 def plan_row_repairs(rb: Session, diagnosis: Diagnosis, comparison: Comparison | None, *, fix: str = "auto",
                      keep: str = "writer", max_rows: int = 1000, wait_timeout: float = 60.0) -> list[Fix]:
     """Plans that make differing rows equal (step ``fix:<side whose rows change>``); see the module doc."""
+    if keep not in KEEPS:
+        raise ParameterError("keep", f"{keep!r} is not one of {', '.join(KEEPS)}")
     if comparison is None or comparison.ok:
         print("No row differs: nothing to repair." if comparison else "Nothing was compared.")
         return []

@@ -445,6 +445,8 @@ def _manual(p: Problem) -> str:
 
 
 def show_options(diagnosis: Diagnosis, fix: str = "auto") -> None:
+    if fix not in FIXES:
+        raise ParameterError("fix", f"{fix!r} is not one of {', '.join(FIXES)}")
     frame = options_frame(diagnosis, fix)
     if frame.empty:
         print("Nothing to fix: both channels run.")
