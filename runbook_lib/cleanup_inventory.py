@@ -61,18 +61,19 @@ def build_rows(f: Found, p: RunbookParameters, s: Settings) -> tuple[Row, ...]:
         out.append(Row(None, resource, where, state if present else state or "absent",
                        effect if present else "", _step_text(dec, outcome), present, outcome))
 
+    unread = "not read: no cluster, Aurora's side is gone with it" if f.aurora is None else ""
     for role, direction, key in (("aurora", TO_AURORA, "aurora channel"),
                                  ("source", TO_SOURCE, "source channel")):
         c = next((c for c in f.channels if c.role == role), None)
-        unread = role == "aurora" and f.aurora is None
         state = (f"{c.state} (IO {c.io}, SQL {c.sql}), from {c.source}" if c else
-                 "not read: no cluster, Aurora's side is gone with it" if unread else "")
+                 unread if role == "aurora" else "")
         add(d["replication"], f"replication channel {direction}", server_location(p, role), state,
             EFFECTS[key], c is not None, c is not None and not c.ours)
     account = f"account {p.replication_user}@{p.replication_user_host}"
     for role in ("source", "aurora"):
-        add(d["accounts"], account, server_location(p, role), "exists", EFFECTS["account"],
-            role in f.accounts)
+        present = role in f.accounts
+        add(d["accounts"], account, server_location(p, role), "exists" if present else
+            unread if role == "aurora" else "", EFFECTS["account"], present)
     c = f.cluster
     for i in sorted(c.instances if c else (), key=lambda i: i.writer):
         add(d["cluster"], f"instance {i.identifier} ({'writer' if i.writer else 'reader'})", rds,
