@@ -1,32 +1,35 @@
 """Do both sides hold the same data?  Row counts and chunked checksums per table, both servers
 compared at a common point of their GTID history.  Reads only (SELECT, one session setting).
 
-:func:`compare` returns a frozen :class:`Comparison` (``to_frame()``: table, method, rows on each
-side, chunks, chunks that differ, verdict, differing keys; ``ranges_frame()``: the primary-key
+:func:`compare` returns a frozen :class:`Comparison`: ``to_frame()`` (table, method, rows on each
+side, chunks, chunks that differ, verdict, differing keys) and ``ranges_frame()`` (the primary-key
 ranges that differ).
 
-Fast: per table and side ONE pass over the rows computes every chunk's checksum: a statement of
-``UNION ALL``-ed primary-key range selects, each ``COUNT(*)`` and ``BIT_XOR(CRC32(CONCAT_WS('#',
-cols, CONCAT(ISNULL(nullable cols)))))`` (so NULL and '' differ), about ``segment_rows`` rows per
-statement; both sides run in parallel threads.  (Measured on MySQL 9.7, 1,000,000 rows: range
-selects cost about 1.05x a bare whole-table checksum scan, ``GROUP BY key DIV width`` about 1.35x,
-its temporary table being the difference.)  Integer keys: chunk bounds computed from MIN/MAX;
-a differing chunk is split and compared again until few enough rows are left to compare one by
-one.  Other keys (composite, or not integer): bounds walked on the source (an extra index pass);
-a differing chunk is compared row by row.  No primary key: one whole-table checksum, said so.
+Fast: per table and side ONE pass over the rows computes every chunk's checksum: ``UNION ALL``-ed
+primary-key range selects, each ``COUNT(*)`` and ``BIT_XOR(CRC32(CONCAT_WS('#', cols,
+CONCAT(ISNULL(nullable cols)))))`` (so NULL and '' differ), ``segment_rows`` rows per statement;
+both sides in parallel threads.  (Measured on MySQL 9.7, 1,000,000 rows: about 1.05-1.15x a bare
+whole-table checksum scan; ``GROUP BY key DIV width`` cost 1.35x, its temporary table the
+difference.)  Integer keys: chunk bounds from MIN/MAX; a differing chunk is split and checked again
+until few rows are left, then compared row by row.  Other keys (composite, not integer): bounds
+walked on the source (an extra index pass), a differing chunk compared row by row.  No primary
+key: one whole-table checksum (with SUM as well as BIT_XOR: duplicate rows), said so.
 
-Right on a live system: before a table is read, both ``gtid_executed`` are read and each side waits
+Right on a live system: before each read both ``gtid_executed`` are read and each side waits
 (``WAIT_FOR_EXECUTED_GTID_SET``) until it has executed their union, then reads in a consistent
-snapshot.  A chunk that differs is checked again after the sides have caught up again (up to
-``rechecks`` times) before it is reported.
+snapshot.  A differing chunk is checked again after the sides caught up again, up to ``rechecks``
+times while commits keep arriving.  One that still differs but changed on a side between the last
+two checks is being written on both sides: no pair of snapshots can match then, so it is reported
+as "still changing" (compare again when the writes pause), never as a difference.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -40,25 +43,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
 METHOD_SCAN, METHOD_RANGES, METHOD_WHOLE = "integer key: one scan", "key ranges", "whole table (no primary key)"
-SAME, DIFFER, COLUMNS_DIFFER = "same", "differ", "columns differ"
+SAME, DIFFER, CHANGING, COLUMNS_DIFFER = "same", "differ", "still changing", "columns differ"
 ONLY_SOURCE, ONLY_AURORA = "only on source", "only on aurora"
 FRAME_COLUMNS = ["table", "method", "source_rows", "aurora_rows", "chunks", "chunks_differ", "verdict",
                  "differing_keys"]
 RANGE_COLUMNS = ["table", "first_key", "last_key", "rows", "kind"]
-ROW_FETCH_LIMIT = 2000      # a differing chunk this small is compared row by row
-SUBCHUNKS = 64              # a bigger one is split into this many and narrowed again
-MAX_RANGES_SHOWN = 20       # per table, in the frame
+ROW_FETCH_LIMIT = 2000      # a differing integer-key span this small is compared row by row
+SUBCHUNKS = 64              # a bigger one is split into this many and checked again
+MAX_RANGES_SHOWN = 20       # per table, in to_frame()
+
+Span = tuple[tuple | None, tuple | None]     # key >= lower AND key < upper; None: open
 
 
 def q(name: str) -> str:
-    """A backtick-quoted identifier."""
     return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    data_type: str              # information_schema DATA_TYPE, lower case ('bigint', 'timestamp')
+    data_type: str              # DATA_TYPE, lower case ('bigint', 'timestamp')
     column_type: str            # COLUMN_TYPE ('bigint unsigned')
     nullable: bool
 
@@ -97,9 +101,8 @@ class TableShape:
 
 @dataclass(frozen=True)
 class KeyRange:
-    """Keys ``first``..``last`` (as text) of one table that differ; ``rows`` differing rows in it.
-
-    ``kind``: 'changed', 'only on source', 'only on aurora', 'mixed', or 'chunk' (not narrowed)."""
+    """Keys ``first``..``last`` of a table that differ, ``rows`` of them.  ``kind``: 'changed', 'only on
+    source', 'only on aurora', 'mixed', 'chunk' (too many rows to list) or 'still changing'."""
 
     table: str
     first: str
@@ -109,7 +112,7 @@ class KeyRange:
 
     def text(self) -> str:
         keys = self.first if self.first == self.last else f"{self.first}..{self.last}"
-        return f"{keys} ({self.kind}{'' if self.kind == 'chunk' else f', {self.rows} row(s)'})"
+        return f"{keys} ({self.kind}{f', {self.rows} row(s)' if self.rows else ''})"
 
 
 @dataclass(frozen=True)
@@ -136,26 +139,31 @@ class Comparison:
 
     tables: tuple[TableResult, ...]
     schemas: tuple[str, ...]
-    gtid_point: str             # the GTID set both sides had executed before the first table was read
+    gtid_point: str             # what both sides had executed when the first table was read
     seconds: float
 
     @property
     def tables_differ(self) -> list[str]:
-        return [t.table for t in self.tables if not t.same]
+        """Tables whose rows or columns differ, or that one side lacks."""
+        return [t.table for t in self.tables if t.verdict not in (SAME, CHANGING)]
+
+    @property
+    def tables_changing(self) -> list[str]:
+        return [t.table for t in self.tables if t.verdict == CHANGING]
 
     @property
     def ok(self) -> bool:
-        return not self.tables_differ
+        return all(t.same for t in self.tables)
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
         for t in self.tables:
             keys = "; ".join(r.text() for r in t.ranges[:MAX_RANGES_SHOWN])
-            if len(t.ranges) > MAX_RANGES_SHOWN:
-                keys += f"; ... {len(t.ranges) - MAX_RANGES_SHOWN} more"
+            more = len(t.ranges) - MAX_RANGES_SHOWN
             rows.append({"table": t.table, "method": t.method, "source_rows": t.source_rows,
                          "aurora_rows": t.aurora_rows, "chunks": t.chunks, "chunks_differ": t.chunks_differ,
-                         "verdict": t.verdict, "differing_keys": keys or t.note})
+                         "verdict": t.verdict, "differing_keys": keys + (f"; ... {more} more" if more > 0 else "")
+                         or t.note})
         return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
     def ranges_frame(self) -> pd.DataFrame:
@@ -163,26 +171,31 @@ class Comparison:
                               "kind": r.kind} for t in self.tables for r in t.ranges], columns=RANGE_COLUMNS)
 
     def verdict_line(self) -> str:
-        n = len(self.tables)
+        n, differ, changing = len(self.tables), self.tables_differ, self.tables_changing
         if not n:
             return f"FAIL: no tables found in {', '.join(self.schemas) or '(no schemas)'}"
         if self.ok:
-            rows = sum(t.source_rows or 0 for t in self.tables)
-            return (f"PASS: both sides hold the same data: {n} tables, {rows:,} rows, compared at GTID "
-                    f"point {self.gtid_point or '(empty)'} in {self.seconds:.1f} s")
-        return f"FAIL: {len(self.tables_differ)} of {n} tables differ: {', '.join(self.tables_differ)}"
+            return (f"PASS: both sides hold the same data: {n} tables, {sum(t.source_rows or 0 for t in self.tables):,}"
+                    f" rows, compared at GTID point {self.gtid_point or '(empty)'} in {self.seconds:.1f} s")
+        out = [f"{len(differ)} of {n} tables differ: {', '.join(differ)}"] if differ else []
+        if changing:
+            out.append(f"{len(changing)} still changing on both sides while compared (compare again when the "
+                       f"writes pause): {', '.join(changing)}")
+        return "FAIL: " + "; ".join(out)
 
     def figures(self) -> dict:
         """For ``report.record('consistency', ...)``."""
+        verdict = "same" if self.ok and self.tables else "changing" if self.tables and not self.tables_differ \
+            else "differ"
         return {"tables_compared": len(self.tables), "tables_differ": self.tables_differ,
-                "verdict": "same" if self.ok and self.tables else "differ",
+                "tables_changing": self.tables_changing, "verdict": verdict,
                 "rows_compared": sum(t.source_rows or 0 for t in self.tables), "seconds": round(self.seconds, 2)}
 
     def raise_if_differ(self) -> None:
         if not self.ok or not self.tables:
-            raise CheckFailed("consistency", self.tables_differ or ["no tables"], table=self.to_frame(),
-                              hint="see the differing keys; find which side is right (binary logs, the "
-                                   "application) before any cut-over, and repair the other side")
+            raise CheckFailed("consistency", self.tables_differ + self.tables_changing or ["no tables"],
+                              table=self.to_frame(), hint="see the differing keys; find which side is right "
+                              "(binary logs, the application) before any cut-over, and repair the other side")
 
 
 # --- reading table shapes -------------------------------------------------------------------
@@ -201,8 +214,7 @@ def read_shapes(server: Server, schemas: Sequence[str]) -> dict[str, tuple[Table
     """``'schema.table' -> (shape, estimated rows)`` for the base tables of ``schemas``."""
     if not schemas:
         return {}
-    fresh = server.dialect.fresh_table_statistics()
-    if fresh is not None:
+    if (fresh := server.dialect.fresh_table_statistics()) is not None:
         server.execute(fresh)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for r in server.query(_SHAPES_SQL.format(", ".join(["%s"] * len(schemas))), tuple(schemas)):
@@ -214,7 +226,68 @@ def read_shapes(server: Server, schemas: Sequence[str]) -> dict[str, tuple[Table
                          e["est"]) for (s, t), e in found.items()}
 
 
-# --- the common point -----------------------------------------------------------------------
+# --- spans and keys (pure) ------------------------------------------------------------------
+
+def chunk_width(key_min: int, key_max: int, estimated_rows: int, chunk_rows: int) -> int:
+    """Key width of a chunk so that about ``chunk_rows`` rows fall in each."""
+    chunks = max(1, math.ceil(max(estimated_rows, 1) / chunk_rows))
+    return max(1, math.ceil((key_max - key_min + 1) / chunks))
+
+
+def spans_between(bounds: Sequence[tuple], lower: tuple | None = None, upper: tuple | None = None) -> list[Span]:
+    return list(itertools.pairwise([lower, *bounds, upper]))
+
+
+def integer_spans(lo: int, hi: int, width: int, *, open_ends: bool = False) -> list[Span]:
+    """Spans of ``width`` keys covering ``lo..hi``; with ``open_ends`` the first and last are open."""
+    bounds = [(b,) for b in range(lo + width, hi + 1, width)]
+    return spans_between(bounds, None if open_ends else (lo,), None if open_ends else (hi + 1,))
+
+
+def differing(a: dict, b: dict) -> list:
+    """Keys whose values differ or that only one side has, in order."""
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def key_text(key: tuple) -> str:
+    return str(key[0]) if len(key) == 1 else "(" + ", ".join(str(v) for v in key) + ")"
+
+
+def key_runs(src: dict, aur: dict, table: str, text: Callable[[Any], str] = key_text) -> list[KeyRange]:
+    """Runs of consecutive differing keys (no equal row between them) as KeyRanges."""
+    out, run, kinds = [], [], set()
+    for k in [*sorted(src.keys() | aur.keys()), None]:
+        if k is not None and src.get(k) != aur.get(k):
+            run.append(k)
+            kinds.add("changed" if k in src and k in aur else ONLY_SOURCE if k in src else ONLY_AURORA)
+        elif run:
+            out.append(KeyRange(table, text(run[0]), text(run[-1]), len(run), kinds.pop() if len(kinds) == 1
+                                else "mixed"))
+            run, kinds = [], set()
+    return out
+
+
+def bound_sql(cols: Sequence[str], values: Sequence, op: str) -> tuple[str, list]:
+    """``(cols) >= (values)`` or ``(cols) < (values)``, spelled so that an index range is used."""
+    strict, terms, args = (">" if op == ">=" else "<"), [], []
+    for i, col in enumerate(cols):
+        parts = [f"{q(c)} = %s" for c in cols[:i]] + [f"{q(col)} {op if i == len(cols) - 1 else strict} %s"]
+        terms.append("(" + " AND ".join(parts) + ")")
+        args += list(values[:i + 1])
+    return ("(" + " OR ".join(terms) + ")" if len(terms) > 1 else terms[0]), args
+
+
+def span_sql(cols: Sequence[str], span: Span) -> tuple[str, list]:
+    conds, args = [], []
+    for values, op in zip(span, (">=", "<")):
+        if values is not None:
+            sql, a = bound_sql(cols, values, op)
+            conds.append(sql)
+            args += a
+    return " AND ".join(conds) or "TRUE", args
+
+
+# --- reading both sides ---------------------------------------------------------------------
 
 def common_point(source: Server, aurora: Server) -> GtidSet:
     """The union of both sides' ``gtid_executed``: what each must have executed before a read."""
@@ -236,77 +309,6 @@ def _in_snapshot(server: Server, point: GtidSet, timeout: float, work: Callable[
     return result
 
 
-# --- chunks (pure) --------------------------------------------------------------------------
-
-Span = tuple[tuple | None, tuple | None]     # key >= lower (None: open) AND key < upper (None: open)
-
-
-def chunk_width(key_min: int, key_max: int, estimated_rows: int, chunk_rows: int) -> int:
-    """Key width of a chunk so that about ``chunk_rows`` rows fall in each."""
-    chunks = max(1, math.ceil(max(estimated_rows, 1) / chunk_rows))
-    return max(1, math.ceil((key_max - key_min + 1) / chunks))
-
-
-def spans_between(bounds: Sequence[tuple], lower: tuple | None = None, upper: tuple | None = None) -> list[Span]:
-    """Consecutive spans cut at ``bounds`` (ascending), from ``lower`` to ``upper``."""
-    edges = [lower, *bounds, upper]
-    return list(zip(edges[:-1], edges[1:]))
-
-
-def integer_spans(lo: int, hi: int, width: int, *, open_ends: bool = False) -> list[Span]:
-    """Spans of ``width`` keys covering ``lo..hi``; with ``open_ends`` the first and last are open."""
-    bounds = [(b,) for b in range(lo + width, hi + 1, width)]
-    return spans_between(bounds, None if open_ends else (lo,), None if open_ends else (hi + 1,))
-
-
-def differing(a: dict, b: dict) -> list:
-    """Keys whose values differ or that only one side has, in order."""
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
-def key_runs(src: dict, aur: dict, table: str, text: Callable[[Any], str]) -> list[KeyRange]:
-    """Runs of consecutive differing keys (no equal row between them) as KeyRanges."""
-    out: list[KeyRange] = []
-    run: list = []
-    kinds: set[str] = set()
-    for k in [*sorted(src.keys() | aur.keys()), None]:
-        if k is not None and src.get(k) != aur.get(k):
-            run.append(k)
-            kinds.add("changed" if k in src and k in aur else ONLY_SOURCE if k in src else ONLY_AURORA)
-        elif run:
-            out.append(KeyRange(table, text(run[0]), text(run[-1]), len(run),
-                                kinds.pop() if len(kinds) == 1 else "mixed"))
-            run, kinds = [], set()
-    return out
-
-
-def key_text(key: tuple) -> str:
-    return str(key[0]) if len(key) == 1 else "(" + ", ".join(str(v) for v in key) + ")"
-
-
-def bound_sql(cols: Sequence[str], values: Sequence, op: str) -> tuple[str, list]:
-    """``(cols) >= (values)`` or ``(cols) < (values)``, spelled so that an index range is used."""
-    strict = ">" if op == ">=" else "<"
-    terms, args = [], []
-    for i, col in enumerate(cols):
-        parts = [f"{q(c)} = %s" for c in cols[:i]] + [f"{q(col)} {op if i == len(cols) - 1 else strict} %s"]
-        terms.append("(" + " AND ".join(parts) + ")")
-        args += list(values[:i + 1])
-    return ("(" + " OR ".join(terms) + ")" if len(terms) > 1 else terms[0]), args
-
-
-def span_sql(cols: Sequence[str], span: Span) -> tuple[str, list]:
-    conds, args = [], []
-    for values, op in zip(span, (">=", "<")):
-        if values is not None:
-            sql, a = bound_sql(cols, values, op)
-            conds.append(sql)
-            args += a
-    return " AND ".join(conds) or "TRUE", args
-
-
-# --- reading both sides ---------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class _Options:
     chunk_rows: int
@@ -316,7 +318,7 @@ class _Options:
 
 
 class _Pair:
-    """Both servers and a two-thread pool: one thread per side, each with its own server."""
+    """Both servers and two threads, one per side (each side's connection used by one thread)."""
 
     def __init__(self, source: Server, aurora: Server, timeout: float) -> None:
         self.source, self.aurora, self.timeout = source, aurora, timeout
@@ -325,39 +327,40 @@ class _Pair:
 
     def both(self, work: Callable[[Server], Any]) -> tuple[Any, Any]:
         """At a fresh common point, ``work`` on each side concurrently, each in a snapshot."""
-        point = common_point(self.source, self.aurora)
-        self.points.append(point)
+        self.points.append(point := common_point(self.source, self.aurora))
         futures = [self.pool.submit(_in_snapshot, s, point, self.timeout, work) for s in (self.source, self.aurora)]
         return futures[0].result(), futures[1].result()
 
-    def recheck(self, bad: list, check: Callable[[Server, list], dict], opts: _Options) -> list:
-        """Check ``bad`` items again after both sides caught up; again while the point still moves."""
+    def recheck(self, first: tuple[dict, dict], check: Callable[[Server, list], dict],
+                opts: _Options) -> tuple[list, list]:
+        """Items that differ in ``first``, checked again: (still differing, still changing)."""
+        last, bad, moved = first, differing(*first), []
         for attempt in range(opts.rechecks):
             if not bad:
                 break
             before = self.points[-1]
-            if attempt:
-                time.sleep(opts.recheck_delay)
-            bad = differing(*self.both(lambda s: check(s, bad)))
+            time.sleep(opts.recheck_delay * attempt)
+            now = self.both(lambda s, items=bad: check(s, items))
+            moved = [i for i in bad if now[0].get(i) != last[0].get(i) or now[1].get(i) != last[1].get(i)]
+            last, bad = now, differing(*now)
             if self.points[-1] == before:
-                break       # nothing was committed in between: the difference is real
-        return bad
+                moved = []      # nothing was committed in between: what differs is real
+                break
+        return [i for i in bad if i not in moved], [i for i in bad if i in moved]
 
 
 def span_sums(server: Server, shape: TableShape, spans: dict[int, Span], batch: int) -> dict[int, tuple]:
-    """``id -> (rows, BIT_XOR of row CRCs[, min key, max key])`` of each span, ``batch`` per statement."""
-    extent = f", MIN({q(shape.key[0])}) AS lo, MAX({q(shape.key[0])}) AS hi" if shape.integer_key else ""
-    out: dict[int, tuple] = {}
-    ids = sorted(spans)
+    """``id -> (rows, BIT_XOR of row CRCs)`` of each span, ``batch`` spans per statement."""
+    out, ids = {}, sorted(spans)
     for start in range(0, len(ids), batch):
         selects, args = [], []
         for i in ids[start:start + batch]:
             where, a = span_sql(shape.key, spans[i])
-            selects.append(f"(SELECT {int(i)} AS c, COUNT(*) AS n, COALESCE(BIT_XOR({shape.row_crc()}), 0) AS x"
-                           f"{extent} FROM {shape.sql_name} WHERE {where})")
+            selects.append(f"(SELECT {int(i)} AS c, COUNT(*) AS n, COALESCE(BIT_XOR({shape.row_crc()}), 0) AS x "
+                           f"FROM {shape.sql_name} WHERE {where})")
             args += a
-        for r in server.query(" UNION ALL ".join(selects), tuple(args)):
-            out[int(r["c"])] = (int(r["n"]), int(r["x"])) + ((r["lo"], r["hi"]) if extent else ())
+        out.update({int(r["c"]): (int(r["n"]), int(r["x"]))
+                    for r in server.query(" UNION ALL ".join(selects), tuple(args))})
     return out
 
 
@@ -369,7 +372,14 @@ def span_rows(server: Server, shape: TableShape, span: Span) -> dict[tuple, int]
     return {tuple(r[f"k{i}"] for i in range(len(shape.key))): int(r["x"]) for r in rows}
 
 
-# --- one table ------------------------------------------------------------------------------
+def _ends(pair: _Pair, shape: TableShape, span: Span = (None, None)) -> tuple[int, int]:
+    """The smallest and largest integer key either side holds in ``span``; (0, -1) when none."""
+    k, (where, args) = q(shape.key[0]), span_sql(shape.key, span)
+    ends = [s.query_one(f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {shape.sql_name} WHERE {where}", tuple(args))
+            for s in (pair.source, pair.aurora)]
+    los, his = [int(e["lo"]) for e in ends if e["lo"] is not None], [int(e["hi"]) for e in ends if e["hi"] is not None]
+    return (min(los), max(his)) if los else (0, -1)
+
 
 def _walk(server: Server, shape: TableShape, chunk_rows: int) -> list[tuple]:
     """Every ``chunk_rows``-th key in key order (pt-table-checksum's nibbling)."""
@@ -384,59 +394,53 @@ def _walk(server: Server, shape: TableShape, chunk_rows: int) -> list[tuple]:
     return bounds
 
 
+def _rows_of(pair: _Pair, shape: TableShape, spans: list[Span]) -> list[KeyRange]:
+    if not spans:
+        return []
+    rows_s, rows_a = pair.both(lambda s: [span_rows(s, shape, span) for span in spans])
+    return [r for a, b in zip(rows_s, rows_a) for r in key_runs(a, b, shape.table)]
+
+
+def _narrow(pair: _Pair, shape: TableShape, spans: list[Span], opts: _Options) -> list[KeyRange]:
+    """Split differing integer-key spans until small, then compare those rows one by one."""
+    out, pending = [], [_ends(pair, shape, span) for span in spans]
+    while pending := [(lo, hi) for lo, hi in pending if hi >= lo]:
+        out += _rows_of(pair, shape, [((lo,), (hi + 1,)) for lo, hi in pending if hi - lo < ROW_FETCH_LIMIT])
+        parts = [dict(enumerate(integer_spans(lo, hi, math.ceil((hi - lo + 1) / SUBCHUNKS))))
+                 for lo, hi in pending if hi - lo >= ROW_FETCH_LIMIT]
+        sums = pair.both(lambda s, ps=parts: [span_sums(s, shape, p, opts.batch) for p in ps]) if parts else ([], [])
+        pending = [_ends(pair, shape, p[i]) for p, a, b in zip(parts, *sums) for i in differing(a, b)]
+    return out
+
+
+def _span_range(shape: TableShape, span: Span, kind: str) -> KeyRange:
+    return KeyRange(shape.table, key_text(span[0]) if span[0] else "(first)",
+                    f"{key_text(span[1])} (excl.)" if span[1] else "(last)", 0, kind)
+
+
+# --- one table ------------------------------------------------------------------------------
+
 def _chunked(pair: _Pair, shape: TableShape, est: int, opts: _Options) -> TableResult:
     if shape.integer_key:
-        k = q(shape.key[0])
-        ends = [s.query_one(f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {shape.sql_name}")
-                for s in (pair.source, pair.aurora)]
-        los, his = [int(e["lo"]) for e in ends if e["lo"] is not None], [int(e["hi"]) for e in ends if e["hi"] is not None]
-        lo, hi = (min(los), max(his)) if los else (0, 0)
+        lo, hi = _ends(pair, shape)
         spans = integer_spans(lo, hi, chunk_width(lo, hi, est, opts.chunk_rows), open_ends=True)
     else:
         spans = spans_between(pair.both(lambda s: _walk(s, shape, opts.chunk_rows) if s is pair.source else None)[0])
     chunks = dict(enumerate(spans))
     src, aur = pair.both(lambda s: span_sums(s, shape, chunks, opts.batch))
-    bad = pair.recheck(differing(src, aur), lambda s, ids: span_sums(s, shape, {i: chunks[i] for i in ids},
-                                                                        opts.batch), opts)
-    if not bad:
-        ranges = []
-    elif shape.integer_key:
-        ranges = _narrow(pair, shape, [_extent(src.get(i), aur.get(i)) for i in bad], opts)
-    else:
-        ranges = _rows_of(pair, shape, [chunks[i] for i in bad
-                                        if max(src.get(i, (0,))[0], aur.get(i, (0,))[0]) <= 5 * opts.chunk_rows])
-        ranges += [KeyRange(shape.table, *(key_text(v) if v else e for v, e in zip(chunks[i], ("(first)", "(last)"))),
-                            0, "chunk") for i in bad if max(src.get(i, (0,))[0], aur.get(i, (0,))[0]) > 5 * opts.chunk_rows]
+    bad, changing = pair.recheck((src, aur), lambda s, ids: span_sums(s, shape, {i: chunks[i] for i in ids},
+                                                                       opts.batch), opts)
+    if shape.integer_key:
+        ranges, wide = _narrow(pair, shape, [chunks[i] for i in bad], opts), []
+    else:       # row by row where that is cheap; the chunk's bounds otherwise
+        rows = {i: max(src.get(i, (0,))[0], aur.get(i, (0,))[0]) for i in bad}
+        ranges = _rows_of(pair, shape, [chunks[i] for i in bad if rows[i] <= 5 * opts.chunk_rows])
+        wide = [i for i in bad if rows[i] > 5 * opts.chunk_rows]
+    ranges += [_span_range(shape, chunks[i], "chunk") for i in wide]
+    ranges += [_span_range(shape, chunks[i], CHANGING) for i in changing]
     return TableResult(shape.table, METHOD_SCAN if shape.integer_key else METHOD_RANGES,
-                       sum(v[0] for v in src.values()), sum(v[0] for v in aur.values()), len(chunks), len(bad),
-                       DIFFER if bad else SAME, tuple(ranges))
-
-
-def _extent(*sums: tuple | None) -> tuple[int, int]:
-    """The keys present in a span on either side, from (n, x, min, max) sums."""
-    los = [int(s[2]) for s in sums if s and s[2] is not None]
-    his = [int(s[3]) for s in sums if s and s[3] is not None]
-    return (min(los), max(his)) if los else (0, -1)
-
-
-def _rows_of(pair: _Pair, shape: TableShape, spans: list[Span]) -> list[KeyRange]:
-    if not spans:
-        return []
-    rows_s, rows_a = pair.both(lambda s: [span_rows(s, shape, span) for span in spans])
-    return [r for a, b in zip(rows_s, rows_a) for r in key_runs(a, b, shape.table, key_text)]
-
-
-def _narrow(pair: _Pair, shape: TableShape, pending: list[tuple[int, int]], opts: _Options) -> list[KeyRange]:
-    """Split differing integer-key extents until small, then compare those rows one by one."""
-    out: list[KeyRange] = []
-    while pending := [(lo, hi) for lo, hi in pending if hi >= lo]:
-        small = [(lo, hi) for lo, hi in pending if hi - lo < ROW_FETCH_LIMIT]
-        out += _rows_of(pair, shape, [((lo,), (hi + 1,)) for lo, hi in small])
-        parts = [dict(enumerate(integer_spans(lo, hi, math.ceil((hi - lo + 1) / SUBCHUNKS))))
-                 for lo, hi in pending if hi - lo >= ROW_FETCH_LIMIT]
-        sums = pair.both(lambda s: [span_sums(s, shape, p, opts.batch) for p in parts]) if parts else ([], [])
-        pending = [_extent(a.get(i), b.get(i)) for a, b in zip(*sums) for i in differing(a, b)]
-    return out
+                       sum(v[0] for v in src.values()), sum(v[0] for v in aur.values()), len(chunks),
+                       len(bad) + len(changing), DIFFER if bad else CHANGING if changing else SAME, tuple(ranges))
 
 
 def _whole_table(pair: _Pair, shape: TableShape, opts: _Options) -> TableResult:
@@ -447,8 +451,9 @@ def _whole_table(pair: _Pair, shape: TableShape, opts: _Options) -> TableResult:
         row = server.query_one(sql)
         return {0: (int(row["n"]), int(row["x"]), int(row["s"]))}
     src, aur = pair.both(check)
-    bad = pair.recheck(differing(src, aur), check, opts)
-    return TableResult(shape.table, METHOD_WHOLE, src[0][0], aur[0][0], 1, len(bad), DIFFER if bad else SAME,
+    bad, changing = pair.recheck((src, aur), check, opts)
+    return TableResult(shape.table, METHOD_WHOLE, src[0][0], aur[0][0], 1, len(bad) + len(changing),
+                       DIFFER if bad else CHANGING if changing else SAME,
                        note="no primary key: compared as one whole-table checksum, no key ranges")
 
 
@@ -467,9 +472,11 @@ def _one_table(pair: _Pair, name: str, src: tuple[TableShape, int] | None, aur: 
 
 
 def compare(source: Server, aurora: Server, schemas: Sequence[str], *, tables: Sequence[str] = (),
-            chunk_rows: int = 10_000, rechecks: int = 3, recheck_delay: float = 0.5,
+            chunk_rows: int = 10_000, rechecks: int = 4, recheck_delay: float = 0.3,
             wait_timeout: float = 30.0, segment_rows: int = 2_000_000) -> Comparison:
-    """Compare every base table of ``schemas`` (only ``tables``, 'schema.table', when given)."""
+    """Compare every base table of ``schemas`` (only ``tables``, 'schema.table', when given).
+
+    NotCaughtUp when a side has not executed the other's transactions within ``wait_timeout`` s."""
     for name, value, low in (("chunk_rows", chunk_rows, 10), ("rechecks", rechecks, 1),
                              ("segment_rows", segment_rows, chunk_rows)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -477,18 +484,15 @@ def compare(source: Server, aurora: Server, schemas: Sequence[str], *, tables: S
     started = time.monotonic()
     shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
     names = sorted(shapes_s.keys() | shapes_a.keys())
-    if tables:
-        unknown = sorted(set(tables) - set(names))
-        if unknown:
-            raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
-        names = [n for n in names if n in set(tables)]
+    if unknown := sorted(set(tables) - set(names)):
+        raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
     opts = _Options(chunk_rows, rechecks, recheck_delay, max(1, segment_rows // chunk_rows))
     pair, results = _Pair(source, aurora, wait_timeout), []
     try:
-        for name in names:
+        for name in [n for n in names if not tables or n in tables]:
             t0 = time.monotonic()
             result = _one_table(pair, name, shapes_s.get(name), shapes_a.get(name), opts)
-            results.append(TableResult(**{**result.__dict__, "seconds": round(time.monotonic() - t0, 3)}))
+            results.append(replace(result, seconds=round(time.monotonic() - t0, 3)))
     finally:
         pair.pool.shutdown(wait=True)
     return Comparison(tuple(results), tuple(schemas), str(pair.points[0]) if pair.points else "",

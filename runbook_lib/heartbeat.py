@@ -263,7 +263,7 @@ class HeartbeatMonitor:
     def _write(self, conn: Server, label: str, seq0: int, written: _Written, deadline: float) -> None:
         seq, tick = seq0, time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if self._guard(conn, label, lambda: conn.execute(WRITE_SQL, (label, seq))):
+            if self._guard(conn, label, lambda n=seq: conn.execute(WRITE_SQL, (label, n))):
                 written.add(seq, time.monotonic())
                 seq += 1
             tick += self.write_interval

@@ -1,0 +1,135 @@
+"""Notebook 06_validation on the lab, after phases 1-5: what it shows and what it does on the servers.
+
+Order matters: a run without approvals first (the heartbeat table is missing, so the lag cell stops
+with NotApplied and nothing changes), a wrong port, then the approved run of the pipeline, its second
+run, and a row changed on one side only (it must be found, with its key, and then repaired)."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from runbook_lib.gtid import GtidSet
+from tests.notebooks.conftest import outputs_text
+
+pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
+
+STEM = "06_validation"
+SHORT = {"lag_seconds": 3.0}
+
+
+def sql(lab, name: str, statement: str, args=None) -> list[dict]:
+    with lab.root(name) as conn, conn.cursor() as cur:
+        cur.execute(statement, args)
+        return list(cur.fetchall() or ())
+
+
+def gtids(lab, name: str) -> GtidSet:
+    return GtidSet.parse(sql(lab, name, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"])
+
+
+def has_heartbeat(lab, name: str) -> bool:
+    return bool(sql(lab, name, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'runbook' "
+                               "AND TABLE_NAME = 'heartbeat'"))
+
+
+def app_counts(lab, name: str) -> dict:
+    tables = [r["t"] for r in sql(lab, name, "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM "
+                                             "information_schema.TABLES WHERE TABLE_SCHEMA IN ('app_crm', "
+                                             "'app_billing', 'tenant_acme', 'tenant_globex')")]
+    return {t: sql(lab, name, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
+
+
+def last_output(pipeline) -> str:
+    path = max(pipeline.out_dir.glob(f"*-{STEM}.ipynb"))
+    return outputs_text(nbformat.read(path, as_version=4))
+
+
+def failing(pipeline, params_file, **parameters) -> str:
+    with pytest.raises(PapermillExecutionError) as e:
+        pipeline.run(STEM, params_file, **{**SHORT, **parameters})
+    return f"{e.value.ename}: {e.value.evalue}"
+
+
+def test_without_approval_the_lag_cell_stops_and_nothing_changes(pipeline, lab):
+    pipeline.through("05_replication")
+    before = {n: gtids(lab, n) for n in ("onprem", "aurora")}
+    assert not has_heartbeat(lab, "onprem")
+    error = failing(pipeline, pipeline.params_file(approvals=[]))
+    assert "NotApplied" in error and "runbook.heartbeat" in error and "replication" in error
+    text = last_output(pipeline)
+    assert "PASS: bi-directional replication" in text and "SKIPPED: step 'replication' not approved" in text
+    assert {n: gtids(lab, n) for n in ("onprem", "aurora")} == before
+    assert not has_heartbeat(lab, "onprem") and not has_heartbeat(lab, "aurora")
+
+
+def test_unreachable_aurora_fails_in_its_first_cell(pipeline, lab):
+    before = gtids(lab, "onprem")
+    error = failing(pipeline, pipeline.params_file(aurora_port=1))
+    assert "ConnectionFailed" in error and "127.0.0.1:1" in error
+    nb = nbformat.read(max(pipeline.out_dir.glob(f"*-{STEM}.ipynb")), as_version=4)
+    failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert failed[0].source.startswith("statuses = validation.show_directions")
+    assert gtids(lab, "onprem") == before and not has_heartbeat(lab, "onprem")
+
+
+@pytest.fixture(scope="module")
+def approved(pipeline, lab, tmp_path_factory):
+    """The pipeline's own run of 06 (lab approvals, default knobs), with a run folder for its figures."""
+    run_dir = tmp_path_factory.mktemp("run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RUNBOOK_RUN_DIR", str(run_dir))
+    try:
+        nb = pipeline.through(STEM)[STEM]
+    finally:
+        mp.undo()
+    return nb, run_dir
+
+
+def test_approved_run_validates_both_directions_lag_and_data(approved, lab):
+    nb, run_dir = approved
+    text = outputs_text(nb)
+    for line in ("PASS: bi-directional replication", "PASS: replication errors", "PASS: replication lag",
+                 "PASS: both sides hold the same data", "PASS: bi-directional replication validated"):
+        assert line in text
+    assert has_heartbeat(lab, "onprem") and has_heartbeat(lab, "aurora")
+    labels = sorted(r["label"] for r in sql(lab, "aurora", "SELECT label FROM runbook.heartbeat"))
+    assert labels == ["aurora", "onprem"]                      # both sides wrote, both rows replicated
+    pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1
+    consistency = json.loads((run_dir / "figures" / "consistency.json").read_text())
+    assert consistency["verdict"] == "same" and consistency["tables_differ"] == []
+    assert consistency["tables_compared"] >= 8                 # 6 application tables + runbook.canary/heartbeat
+    lag = json.loads((run_dir / "figures" / "lag.json").read_text())
+    assert set(lag["directions"]) == {"source → aurora", "aurora → source"}
+    for stats in lag["directions"].values():
+        assert stats["samples"] >= 20 and stats["heartbeat_p95_s"] < 1.0
+    assert lag["verdict"].startswith("PASS")
+
+
+def test_second_run_plans_nothing_and_changes_only_heartbeat_rows(approved, pipeline, lab):
+    before = {n: app_counts(lab, n) for n in ("onprem", "aurora")}
+    nb = pipeline.run(STEM, **SHORT)
+    text = outputs_text(nb)
+    assert "heartbeat table for lag measurement: nothing to do (step 'replication')" in text
+    assert "PASS: bi-directional replication validated" in text
+    assert {n: app_counts(lab, n) for n in ("onprem", "aurora")} == before
+    assert sql(lab, "onprem", "SELECT COUNT(*) AS n FROM runbook.heartbeat")[0]["n"] == 2
+
+
+def test_a_row_changed_on_one_side_only_is_found_with_its_key(approved, pipeline, lab):
+    key = sql(lab, "aurora", "SELECT MAX(id) DIV 3 AS k FROM app_crm.persona")[0]["k"]
+    change = "UPDATE app_crm.persona SET last_name = CONCAT(last_name, %s) WHERE id = %s"
+    with lab.root("aurora") as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")
+        cur.execute(change, ("!", key))
+        try:
+            error = failing(pipeline, None)
+        finally:
+            cur.execute("UPDATE app_crm.persona SET last_name = TRIM(TRAILING '!' FROM last_name) WHERE id = %s",
+                        (key,))
+    assert "CheckFailed" in error and "app_crm.persona" in error
+    text = last_output(pipeline)
+    assert "FAIL: 1 of" in text and f"{key} (changed, 1 row(s))" in text
