@@ -1,0 +1,134 @@
+"""Notebook 08 on the lab, after phases 1-7: cut-over of scope crm, its fallback, the split-brain guard.
+
+Checked on the servers with labroot (``mysql.user.account_locked`` on each side), not only in the
+notebook's output.  Order matters: without approval first (nothing may change), then the pipeline's
+own approved run (a cut-over), a second run, a bad scope, the fallback, and a cut-over again so that
+later phases find the state the pipeline leaves.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from tests.notebooks.conftest import outputs_text
+
+pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
+
+NB = "08_cutover"
+PREVIOUS = "07_failover_test"
+FAST = {"write_window_seconds": 1.0, "catch_up_timeout_seconds": 30.0}
+SIDES = ("onprem", "aurora")
+
+
+def query(lab, side: str, sql: str, args=None) -> list[dict]:
+    with lab.root(side) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def settle(lab) -> None:
+    """Each side has executed the other's transactions: a replicated account statement has landed."""
+    for a, b in (("onprem", "aurora"), ("aurora", "onprem")):
+        executed = query(lab, a, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"]
+        assert query(lab, b, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, 30) AS w", (executed,))[0]["w"] == 0
+
+
+def locks(lab, user: str = "crm_app") -> dict[str, str]:
+    """mysql.user.account_locked of user@'%' on each side ('missing' where it does not exist)."""
+    settle(lab)
+    rows = {side: query(lab, side, "SELECT account_locked AS l FROM mysql.user WHERE User = %s AND Host = '%%'",
+                        (user,)) for side in SIDES}
+    return {side: r[0]["l"] if r else "missing" for side, r in rows.items()}
+
+
+def last_output(pipeline) -> str:
+    import nbformat
+    path = sorted(pipeline.out_dir.glob(f"*-{NB}.ipynb"))[-1]
+    return outputs_text(nbformat.read(path, as_version=4))
+
+
+def rows_of(text: str, table: str) -> list[str]:
+    """The cells of the split-brain table's rows for ``table`` (HTML as the notebook showed it)."""
+    import re
+    out = []
+    for row in re.findall(r"<tr>(.*?)</tr>", text, re.S):
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        if cells and cells[0].startswith(table):
+            out.append(" | ".join(cells))
+    return out
+
+
+def test_without_approval_nothing_changes_and_the_guard_names_tables_written_from_both_sides(lab, pipeline):
+    pipeline.through(PREVIOUS)
+    query(lab, "onprem", "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('both', 1, NOW())")
+    query(lab, "aurora", "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('both', 1, NOW())")
+    query(lab, "onprem", "INSERT INTO tenant_acme.orders (sku, qty, placed_at) VALUES ('one', 1, NOW())")
+    before = {u: locks(lab, u) for u in ("crm_app", "acme_app")}
+    with pytest.raises(PapermillExecutionError) as exc:
+        pipeline.run(NB, pipeline.params_file(approvals=[]), **FAST)
+    assert exc.value.ename == "NotApplied" and "cutover:crm" in exc.value.evalue
+    text = last_output(pipeline)
+    assert "SKIPPED: step 'cutover:crm' not approved" in text
+    assert "PASS: before the cutover of crm" in text
+    assert {u: locks(lab, u) for u in ("crm_app", "acme_app")} == before
+    assert before["crm_app"] == {"onprem": "N", "aurora": "missing"}     # a restore from S3 carries no users
+    assert "create crm_app@% as on source" in text                       # ... so the plan copies it
+    assert rows_of(text, "tenant_globex.orders")[0] == "tenant_globex.orders | 1 | 1 | ✖ written on both sides"
+    if "07_failover_test" in pipeline.done:              # phase 7's table, written from both sides
+        assert rows_of(text, "runbook.failover_rows")[0].endswith("✖ written on both sides")
+    assert rows_of(text, "tenant_acme.orders")[0] == "tenant_acme.orders | 1 | 0 | source only"
+    warning = next(line for line in text.splitlines() if line.startswith("WARNING: split-brain guard"))
+    assert "tenant_globex.orders" in warning
+    assert "tenant_acme" not in warning
+
+
+@pytest.fixture(scope="module")
+def cut(lab, pipeline, tmp_path_factory):
+    """The pipeline's approved run of 08 (direction cutover); (notebook, figures)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUNBOOK_RUN_DIR", str(run_dir))
+        nb = pipeline.through(NB)[NB]
+    return nb, json.loads((run_dir / "figures" / "cutover.json").read_text())
+
+
+def test_approved_cutover_locks_crm_on_the_source_only_and_names_aurora(lab, cut):
+    nb, figures = cut
+    text = outputs_text(nb)
+    assert locks(lab) == {"onprem": "Y", "aurora": "N"}
+    assert locks(lab, "acme_app") == {"onprem": "N", "aurora": "missing"}  # other scopes untouched
+    assert "APPLIED: step 'cutover:crm'" in text
+    assert f"ENDPOINT for the crm application (crm_app@%): 127.0.0.1:{lab.state.aurora_port} (aurora)" in text
+    assert "WARNING: split-brain guard" in text and "split-brain guard since the checks began" in text
+    assert figures["scope"] == "crm" and figures["direction"] == "cutover" and figures["verdict"] == "switched"
+    assert figures["endpoint"] == f"127.0.0.1:{lab.state.aurora_port}"
+    assert "tenant_globex.orders" in figures["split_brain_tables"]
+    assert all(status != "fail" for status in figures["checks"].values())
+
+
+def test_a_second_cutover_plans_nothing(lab, pipeline, cut):
+    nb = pipeline.run(NB, None, **FAST)
+    assert "nothing to do (step 'cutover:crm')" in outputs_text(nb)
+    assert "CUTOVER crm: already in place" in outputs_text(nb)
+    assert locks(lab) == {"onprem": "Y", "aurora": "N"}
+
+
+def test_an_unknown_scope_is_named_and_nothing_changes(lab, pipeline, cut):
+    with pytest.raises(PapermillExecutionError) as exc:
+        pipeline.run(NB, None, scope="crmx", **FAST)
+    assert exc.value.ename == "ParameterError" and "'crmx' is not a scope" in exc.value.evalue
+    assert "acme, billing, crm" in exc.value.evalue
+    assert locks(lab) == {"onprem": "Y", "aurora": "N"}
+
+
+def test_fallback_reverses_it_and_a_cutover_again_restores_it(lab, pipeline, cut):
+    back = outputs_text(pipeline.run(NB, None, direction="fallback", **FAST))
+    assert "APPLIED: step 'fallback:crm'" in back
+    assert "aurora cannot keep statements out of its binary log" in back
+    assert f"ENDPOINT for the crm application (crm_app@%): 127.0.0.1:{lab.state.onprem_port} (source)" in back
+    assert locks(lab) == {"onprem": "N", "aurora": "Y"}
+    again = outputs_text(pipeline.run(NB, None, **FAST))
+    assert "APPLIED: step 'cutover:crm'" in again
+    assert locks(lab) == {"onprem": "Y", "aurora": "N"}
