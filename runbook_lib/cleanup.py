@@ -134,13 +134,16 @@ def survey(rb: Session) -> Found:
     users = tuple(c["DBClusterIdentifier"] for c in aws_pages(rds, "describe_db_clusters", "DBClusters")
                   if c.get("DBClusterParameterGroup", "").lower() == group)
     objects = s3_objects(s3, p.s3_bucket, p.s3_prefix) if bucket_exists(s3, p.s3_bucket) else None
+    versioned = objects is not None and aws_call(s3, "get_bucket_versioning", Bucket=p.s3_bucket).get(
+        "Status") in ("Enabled", "Suspended")
     local, local_bytes = local_backups(p.backup_dir)
     prefix = f"{p.aurora_cluster_id.lower()}-final-"
     snapshots = aws_pages(rds, "describe_db_cluster_snapshots", "DBClusterSnapshots", SnapshotType="manual")
     return Found(servers["source"].identity, servers["aurora"].identity if cluster else None,
                  channels=tuple(channels), accounts=tuple(accounts), cluster=cluster,
                  group_exists=describe_group(rds, p.aurora_parameter_group) is not None, group_users=users,
-                 bucket=p.s3_bucket if objects is not None else "", s3_objects=len(objects or {}),
+                 bucket=p.s3_bucket if objects is not None else "", versioned=versioned,
+                 s3_objects=len(objects or {}),
                  s3_bytes=sum((objects or {}).values()), local=local, local_bytes=local_bytes,
                  final_snapshots=tuple(x["DBClusterSnapshotIdentifier"] for x in snapshots
                                        if x["DBClusterSnapshotIdentifier"].startswith(prefix)))

@@ -115,6 +115,7 @@ class Found:
     group_exists: bool = False
     group_users: tuple[str, ...] = ()          # clusters that use aurora_parameter_group
     bucket: str = ""                           # s3_bucket, when it exists
+    versioned: bool = False                    # the bucket keeps noncurrent versions of deleted objects
     s3_objects: int = 0                        # under s3_prefix
     s3_bytes: int = 0
     local: tuple[str, ...] = ()                # the runbook's backup files/folders in backup_dir
@@ -273,8 +274,11 @@ def _backup(f: Found, p: RunbookParameters, s: Settings) -> Decision:
         return Decision("backup", "kept", KEPT)
     actions = []
     if f.s3_objects:
+        versions = ("; the bucket is versioned: their noncurrent versions stay until its lifecycle rules "
+                    "expire them" if f.versioned else "")
         actions.append(Action(f"AWS S3 {p.aws_region}", "DeleteObjects", f"{f.s3_objects} objects "
-                              f"({mib(f.s3_bytes)}) under s3://{p.s3_bucket}/{p.s3_prefix}", kind="s3"))
+                              f"({mib(f.s3_bytes)}) under s3://{p.s3_bucket}/{p.s3_prefix}{versions}",
+                              kind="s3"))
     if f.local:
         names = ", ".join(Path(x).name for x in f.local)
         actions.append(Action("this machine", "remove", f"{len(f.local)} files/folders "

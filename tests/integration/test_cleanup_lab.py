@@ -89,6 +89,7 @@ def clab(tmp_path_factory):
             rds.create_db_instance(DBInstanceIdentifier=instance, DBClusterIdentifier=p["aurora_cluster_id"],
                                    Engine="aurora-mysql", DBInstanceClass="db.r6g.large")
         s3.create_bucket(Bucket=p["s3_bucket"])
+        s3.put_bucket_versioning(Bucket=p["s3_bucket"], VersioningConfiguration={"Status": "Enabled"})
         for key in S3_KEYS + FOREIGN_KEYS:
             s3.put_object(Bucket=p["s3_bucket"], Key=key, Body=b"x" * 1024)
         backup_dir = Path(p["backup_dir"])
@@ -174,6 +175,9 @@ def test_the_inventory_shows_what_exists_in_the_order_of_deletion(clab):
         "cleanup:cluster (after cleanup:replication)"]
     assert "3 objects" in frame.loc[8, "state"] and "2 files/folders" in frame.loc[9, "state"]
     assert inv.summary().startswith("10 resource(s) exist; to delete, in order: cleanup:replication, ")
+    with open_rb(clab) as rb:
+        delete = cleanup.plan_step(rb, "backup", s).plan.steps[0]
+    assert delete.action == "DeleteObjects" and "the bucket is versioned" in delete.detail
 
 
 def test_without_approval_nothing_changes_and_later_steps_wait(clab):

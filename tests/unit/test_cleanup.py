@@ -70,7 +70,10 @@ def test_everything_exists_plans_every_step_in_order():
     assert d["parameter_group"].actions[0].arg == ("delete_db_cluster_parameter_group",
                                                    {"DBClusterParameterGroupName": P.aurora_parameter_group})
     assert [a.kind for a in d["backup"].actions] == ["s3", "local"]
-    assert "3 objects (3.0 MiB) under s3://runbook-lab-backups/backup/" in details(d["backup"])[0]
+    assert details(d["backup"])[0] == ("DeleteObjects: 3 objects (3.0 MiB) under "
+                                       "s3://runbook-lab-backups/backup/")
+    versioned = plan.decide(dataclasses.replace(EVERYTHING, versioned=True), P, opts())["backup"]
+    assert "noncurrent versions stay" in versioned.actions[0].detail
 
 
 def test_the_inventory_numbers_the_rows_in_the_order_of_deletion():
