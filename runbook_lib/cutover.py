@@ -276,10 +276,12 @@ def check_before(rb: Session, move: Move, *, write_window: float = 5.0, catch_up
                               f"{'; '.join(found[leaving])}" if found[leaving] else
                               f"already connected to {going}: {'; '.join(found[going])}"))
     results.append(_sides(f"row writes to the scope's tables in {write_window:g} s",
-                          {r: _rows_text(g) for r, g in grew.items()}, bool(grew[leaving]), bool(grew[going]),
+                          {r: _rows_text(g) for r, g in grew.items()}, bool(grew[leaving]),
+                          bool(grew[going]) or grew[leaving] is None,
                           f"still written on {leaving}: stop the scope's application and jobs first"
-                          if grew[leaving] else f"rows changed on {going}: replication applying late, or "
-                                                "the application already writes there"))
+                          if grew[leaving] else f"not measured on {leaving}: the binary log row below still "
+                          "counts its transactions" if grew[leaving] is None else f"rows changed on {going}: "
+                          "replication applying late, or the application already writes there"))
     origin = splitbrain.guard(srv["source"], srv["aurora"], since=marks).writes_by_side(move.schemas)
     results.append(_sides("transactions on the scope's tables in the window (binary log)", origin,
                           origin[leaving] > 0, origin[going] > 0,
@@ -436,7 +438,7 @@ class Switch:
     def apply(self) -> Any:
         """Run the actions (after checking nothing changed since the plan); return the new states."""
         def changes(actions: Sequence[Action]) -> list[Action]:
-            return [a for a in actions if a.kind in ("lock", "unlock")]
+            return [a for a in actions if a.kind in ("create", "lock", "unlock")]
         if changes(plan_switch(self.rb, self.move, timeout=self.timeout).actions) != changes(self.actions):
             raise PlanStale(f"the accounts of scope {self.move.scope!r} changed since the plan was shown",
                             hint="run the plan cell again and review the new plan")
