@@ -3,7 +3,7 @@
 The replication connection of one direction (aurora → source: onprem's native channel) is sent
 through a local TCP proxy that holds every byte from the source for ``delay`` ms, a real and known
 extra lag.  One heartbeat monitor runs throughout; the delay alternates 0, step, 0, step2, 0 ... in
-windows of 3 s (``repeats`` times each), and each step's increase is the median lag of its window
+windows of 2 s (``repeats`` times each), and each step's increase is the median lag of its window
 minus the mean of the 0 ms windows around it (so a machine whose load drifts does not bias it); the
 median over the repeats is reported.  A step is *resolved* when that increase is within
 ``max(1 ms, 30 %)`` of the delay.  ``lag_resolution_ms`` is the smallest step from which every
@@ -28,9 +28,9 @@ from runbook_lib.errors import LabError
 from runbook_lib.heartbeat import SCHEMA_DDL, TABLE_DDL, HeartbeatMonitor, Side
 
 STEPS_MS = (2, 5, 10, 20, 50, 100)
-WINDOW_SECONDS = 3.0        # each delay, and a 0 ms baseline before and after it
+WINDOW_SECONDS = 2.0        # each delay, and a 0 ms baseline before and after it
 SETTLE_SECONDS = 0.5        # left out at the start of each window
-REPEATS = 3
+REPEATS = 5
 DIRECTION = "aurora → source"
 
 

@@ -284,7 +284,7 @@ class HeartbeatMonitor:
                     self._samples.append(LagSample(datetime.now(timezone.utc), direction, lag,
                                                    status.seconds_behind if isinstance(status, ReplicaStatus)
                                                    else None, state))
-                next_sample += self.sample_interval
+                next_sample = max(next_sample + self.sample_interval, now)     # no burst after a stall
             self._stop.wait(self.poll_interval)
 
     def _guard(self, conn: Server, who: str, fn: Callable[[], Any]) -> Any:

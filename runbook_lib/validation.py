@@ -26,6 +26,7 @@ import pandas as pd
 from runbook_lib import heartbeat, replication, report
 from runbook_lib.consistency import Comparison, compare
 from runbook_lib.display import CheckResult, raise_if_failed, show, show_checks, show_table, verdict
+from runbook_lib.errors import ParameterError
 from runbook_lib.heartbeat import LagSamples, MetricSeries
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +41,27 @@ COLOURS = {replication.TO_AURORA: "#ff7f0e", replication.TO_SOURCE: "#1f77b4"}
 _WORKER_ERRORS = """SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno,
     LAST_ERROR_MESSAGE AS message, LAST_ERROR_TIMESTAMP AS at
   FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0"""
+
+
+# --- the knobs ---------------------------------------------------------------------------------
+
+def check_knobs(*, lag_seconds: float, lag_threshold_s: float, heartbeat_interval_s: float, metric_minutes: float,
+                metric_period_s: int, chunk_rows: int) -> None:
+    """ParameterError naming the first bad notebook knob, before anything runs."""
+    def number(name: str, value: object, low: float, high: float, integer: bool = False) -> None:
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            raise ParameterError(name, f"must be {'an integer' if integer else 'a number'} from {low:g} to "
+                                       f"{high:g}, not {value!r}")
+    number("lag_seconds", lag_seconds, 1, heartbeat.MAX_SECONDS)
+    number("lag_threshold_s", lag_threshold_s, 0.001, 86400)
+    number("heartbeat_interval_s", heartbeat_interval_s, 0.01, 5)
+    number("metric_minutes", metric_minutes, 1, 1440)
+    number("metric_period_s", metric_period_s, 1, 86400, integer=True)
+    if metric_period_s not in (1, 5, 10, 30) and metric_period_s % 60:
+        raise ParameterError("metric_period_s", f"{metric_period_s} is not a CloudWatch period",
+                             hint="1, 5, 10, 30 or a multiple of 60 seconds")
+    number("chunk_rows", chunk_rows, 10, 10_000_000, integer=True)
 
 
 # --- both directions, errors ---------------------------------------------------------------------

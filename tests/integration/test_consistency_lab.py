@@ -200,6 +200,8 @@ def _writing(two_way, sides: tuple[str, ...]):
 
 
 def _tidy(two_way, src) -> None:
+    """Once every write of the test has reached both sides (else the tidy-up itself conflicts)."""
+    two_way.wait_caught_up()
     src.execute("DELETE FROM tenant_acme.orders WHERE sku = 'LIVE'")
     src.execute("UPDATE app_crm.segment SET rule_text = name WHERE name IN ('new', 'latam')")
     two_way.wait_caught_up()

@@ -75,6 +75,18 @@ def test_unreachable_aurora_fails_in_its_first_cell(pipeline, lab):
     assert gtids(lab, "onprem") == before and not has_heartbeat(lab, "onprem")
 
 
+def test_a_bad_knob_is_named_before_anything_runs(pipeline, lab):
+    before = gtids(lab, "onprem")
+    error = failing(pipeline, None, metric_period_s=45)
+    assert "ParameterError" in error and "metric_period_s" in error
+    error = failing(pipeline, None, lag_seconds=0)
+    assert "ParameterError" in error and "lag_seconds" in error
+    nb = nbformat.read(max(pipeline.out_dir.glob(f"*-{STEM}.ipynb")), as_version=4)
+    failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert "validation.check_knobs" in failed[0].source
+    assert gtids(lab, "onprem") == before and not has_heartbeat(lab, "onprem")
+
+
 @pytest.fixture(scope="module")
 def approved(pipeline, lab, tmp_path_factory):
     """The pipeline's own run of 06 (lab approvals, default knobs), with a run folder for its figures."""
