@@ -15,10 +15,10 @@ into each and failing Aurora over.  :func:`run` does that, measured:
 Definitions (also in :meth:`FailoverResult.to_frame`): *recovery* = from the failover request to
 the first acknowledged Aurora batch after the Aurora writer's first error (Aurora accepts writes
 again); *convergence* = from the failover request to the first sampling round after that recovery
-from which every later round had both directions caught up (each side had executed the other's
-gtid_executed of the previous round, i.e. each direction's lag was under one sampling interval),
-the last such round being after the writers stopped; *rows lost* on a side = acknowledged rows
-(of both writers) absent from it.  The verdict is ``converged`` only if both sides converged, no
+in which both directions had caught up again (each side had executed the other's gtid_executed of
+the previous round, i.e. each direction's lag was under one sampling interval), provided the sides
+also ended caught up in a round sampled after the writers stopped; *rows lost* on a side =
+acknowledged rows (of both writers) absent from it.  The verdict is ``converged`` only if both sides converged, no
 acknowledged row is missing on either side, counts and checksums agree, the ids kept their sides'
 auto-increment offsets, Aurora accepted writes again and the target became the writer.
 

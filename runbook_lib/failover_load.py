@@ -167,18 +167,14 @@ def caught_up(rounds: list[Round]) -> list[bool]:
 
 
 def convergence_time(rounds: list[Round], since: float) -> float | None:
-    """Time of the first round after ``since`` from which every later round was caught up
-    (:func:`caught_up`); None if the last round was not caught up."""
+    """Time of the first round after ``since`` in which both directions had caught up again
+    (:func:`caught_up`), provided the last round was caught up too (the sides ended converged);
+    None otherwise.  A later round lagging by more than one sampling interval under load does not
+    move it: that is steady-state lag, shown in the lag plot, not the failover's backlog."""
     flags = caught_up(rounds)
-    found = None
-    for r, ok in zip(rounds, flags):
-        if r.t <= since:
-            continue
-        if not ok:
-            found = None
-        elif found is None:
-            found = r.t
-    return found
+    if not flags or not flags[-1]:
+        return None
+    return next((r.t for r, ok in zip(rounds, flags) if ok and r.t > since), None)
 
 
 def recovery_time(batches: list[Batch], events: list[ErrorEvent], since: float, side: str = "aurora"

@@ -83,11 +83,12 @@ def test_caught_up_needs_each_side_to_hold_the_others_previous_set():
               _round(2.0, f"{U1}:1-7,{U2}:1-5", f"{U1}:1-7,{U2}:1-5"),      # previous round had a gap
               _round(2.5, f"{U1}:1-7,{U2}:1-5", f"{U1}:1-7,{U2}:1-5")]
     assert fl.caught_up(rounds) == [False, True, False, False, False, True]
-    assert fl.convergence_time(rounds, since=0.2) == 2.5
+    assert fl.convergence_time(rounds, since=0.2) == 0.5                 # caught up again in round 1
+    assert fl.convergence_time(rounds, since=0.7) == 2.5                 # after the recovery at 0.7 s
     assert fl.convergence_time(rounds[:3], since=0.2) is None            # the last round was not caught up
 
 
-def test_convergence_time_counts_only_rounds_after_the_request():
+def test_convergence_time_counts_only_rounds_after_the_recovery():
     same = f"{U1}:1-5,{U2}:1-5"
     rounds = [_round(t / 2, same, same) for t in range(6)]
     assert fl.convergence_time(rounds, since=1.2) == 1.5
