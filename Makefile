@@ -19,8 +19,9 @@ demo: setup
 	$(VENV)/bin/runbook lab up
 	$(VENV)/bin/runbook run --params parameters/lab.yaml
 
+# Labs of different test modules run side by side (3 workers); the notebook pipeline stays in one.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadgroup
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

@@ -211,6 +211,10 @@ def _stop_endpoint(state: LabState) -> None:
         time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)
+        for _ in range(100):           # its port is free only once the process is gone
+            if not process_alive(pid):
+                break
+            time.sleep(0.05)
     (state.home / "endpoint.pid").unlink(missing_ok=True)
 
 

@@ -1,7 +1,7 @@
 """runbook_lib.lab.faults, runbook_lib.troubleshooting and runbook_lib.repair against real servers.
 
 The module builds a lab instance of its own (``<RUNBOOK_TEST_LAB>-faults``, port base
-$RUNBOOK_TEST_FAULTS_PORT_BASE, default RUNBOOK_TEST_PORT_BASE + 13) and sets up two-way GTID
+$RUNBOOK_TEST_FAULTS_PORT_BASE, default RUNBOOK_TEST_PORT_BASE + 16) and sets up two-way GTID
 replication directly with labroot: GTIDs on the source (online), Aurora a clone of it with GTIDs and a
 binary log, auto_increment offsets 2/1, Aurora's channel through the stand-in's procedures as its admin,
 the source's with CHANGE REPLICATION SOURCE.  Each test breaks replication one way, checks what the
@@ -61,7 +61,7 @@ def flab(tmp_path_factory):
 
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-faults"
     base = int(os.environ.get("RUNBOOK_TEST_FAULTS_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 13))
+                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 16))
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)

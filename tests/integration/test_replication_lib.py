@@ -2,7 +2,7 @@
 configured differently, a wrong password, the canary and the GTID wait.
 
 The module builds a lab instance of its own (``<RUNBOOK_TEST_LAB>-repl``, port base
-$RUNBOOK_TEST_REPL_PORT_BASE, default RUNBOOK_TEST_PORT_BASE + 10) and puts it, with labroot, in the
+$RUNBOOK_TEST_REPL_PORT_BASE, default RUNBOOK_TEST_PORT_BASE + 20) and puts it, with labroot, in the
 state phases 1-4 leave: GTIDs on the source (enabled online), Aurora started with GTIDs and a binary
 log on a clone of the source (CLONE LOCAL DATA DIRECTORY), the stand-in installed again.  The library
 must not care how the servers got there; the session's shared ``lab`` is not touched.
@@ -66,7 +66,7 @@ def rlab(tmp_path_factory):
 
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-repl"
     base = int(os.environ.get("RUNBOOK_TEST_REPL_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 10))
+                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 20))
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)
