@@ -15,13 +15,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first.
 demo: setup
-	$(VENV)/bin/runbook lab up
+	$(VENV)/bin/runbook lab reset
 	$(VENV)/bin/runbook run --params parameters/lab.yaml
 
-# Labs of different test modules run side by side (3 workers); the notebook pipeline stays in one.
 test: setup
-	$(PY) -m pytest -n 3 --dist loadgroup
+	$(PY) -m pytest
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

@@ -57,11 +57,3 @@ def lab(tmp_path_factory) -> LabHandle:
     if os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
         control.down(name, say=lambda *_: None)
 
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (make test: --dist loadgroup), tests that share the session's
-    ``lab`` (the notebook pipeline and the core lab tests) stay together in one worker,
-    in file order; every other module, with a lab of its own or none, is a group of its own."""
-    for item in items:
-        group = "shared-lab" if "lab" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -276,6 +276,23 @@ def _remove_backup_dir(state: LabState) -> None:
         shutil.rmtree(host, ignore_errors=True)
 
 
+def _servers_hold_runbook_state(servers: dict[str, MysqldInstance]) -> bool:
+    """True when a rehearsal has changed the servers (GTIDs on the source, a channel anywhere)."""
+    try:
+        with servers["onprem"].connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@gtid_mode AS g")
+            if cur.fetchone()["g"] != "OFF":
+                return True
+        for inst in servers.values():
+            with inst.connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) AS n FROM performance_schema.replication_connection_configuration")
+                if cur.fetchone()["n"]:
+                    return True
+    except pymysql.err.MySQLError:
+        return False
+    return False
+
+
 # -- public operations -------------------------------------------------------
 
 def up(name: str | None = None, *, port_base: int | None = None, persona_rows: int | None = None,
@@ -318,7 +335,11 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
                 failures.append(e)
         if failures:
             raise failures[0]
+    endpoint_was_up = _endpoint_pid(state) is not None and endpoint_healthy(state)
     _start_endpoint(state)
+    if not endpoint_was_up and not missing and _servers_hold_runbook_state(servers):
+        say("note: the AWS endpoint started afresh (it keeps its resources in memory), but the servers "
+            "still hold an earlier rehearsal's state; for a clean rehearsal run `runbook lab reset`")
     _publish_secrets(state)
     _publish_restore_role(state)
     say(f"lab {name!r} up in {time.monotonic() - started:.1f} s")
