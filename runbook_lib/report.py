@@ -13,18 +13,18 @@ import yaml
 FIGURES_ENV = "RUNBOOK_RUN_DIR"
 
 
-def record(section: str, figures: dict) -> Path | None:
+def record(section: str, figures: dict) -> None:
     """Called from a notebook: keep ``figures`` under ``section`` in the run's summary.json.
 
     Outside a ``runbook run`` (a person in JupyterLab) there is no run folder and
-    nothing is written; the notebook shows its figures anyway."""
+    nothing is written; the notebook shows its figures anyway.  Returns nothing, so
+    the cell that calls it shows nothing."""
     run_dir = os.environ.get(FIGURES_ENV)
     if not run_dir:
-        return None
+        return
     path = Path(run_dir) / "figures" / f"{section}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2, default=str))
-    return path
 
 
 def redacted_parameters(params, params_file: Path) -> str:

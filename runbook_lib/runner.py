@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -194,5 +194,5 @@ def summary_table(result: RunResult) -> str:
     return "\n".join(["phase                    status    time", *rows])
 
 
-__all__ = ["run", "discover", "select", "notebook_parameters", "RunResult", "PhaseResult", "PhaseFailed",
-           "asdict"]
+__all__ = ["run", "upload", "discover", "select", "notebook_parameters", "summary_table", "RunResult",
+           "PhaseResult", "PhaseFailed"]
