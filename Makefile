@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-KERNEL := aurora-fallback-runbook
 
 .PHONY: setup demo test unit bench lab-up lab-down lab-status clean
 
@@ -10,10 +9,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Aurora fallback runbook (Python 3)" >/dev/null
 	touch $@
 
+# The kernel spec is checked on every run: another checkout may have registered one of its own.
 setup: $(VENV)/.installed
+	$(PY) -m runbook_lib.kernel >/dev/null
 
 # A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first.
 demo: setup

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import kernel
 from .errors import ParameterError, RunbookError, SecretLeak, UnknownParameter
 
-KERNEL = "aurora-fallback-runbook"
+from .kernel import NAME as KERNEL
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 FIGURES_ENV = "RUNBOOK_RUN_DIR"       # the kernel learns the run folder from this variable
@@ -137,6 +138,7 @@ def run(params_file: str | Path, *, only: str = "", run_dir: Path | None = None,
     result = RunResult(_run_dir(params, run_dir), params.environment,
                        [PhaseResult(nb.stem) for nb in chosen])
     secret_values = secrets.resolve_all(params)   # name -> value, for the scan only
+    kernel.ensure()
     os.environ[FIGURES_ENV] = str(result.run_dir)
     say(f"run folder: {result.run_dir}")
     try:

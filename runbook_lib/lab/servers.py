@@ -196,13 +196,21 @@ class MysqldInstance:
         return False
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Clean shutdown (replication stopped first, which makes it quick)."""
+        """Clean shutdown, made quick: replication stopped and the peers' binlog dump threads
+        closed first (mysqld otherwise waits ~10 s at shutdown for an idle dump thread)."""
         pid = self.pid()
         if pid is None:
             return
         try:
             with self.root_socket() as conn, conn.cursor() as cur:
                 cur.execute("STOP REPLICA")
+                cur.execute("SELECT PROCESSLIST_ID FROM performance_schema.threads "
+                            "WHERE PROCESSLIST_COMMAND LIKE 'Binlog Dump%%'")
+                for (thread_id,) in cur.fetchall():
+                    try:
+                        cur.execute(f"KILL {int(thread_id)}")
+                    except pymysql.err.MySQLError:
+                        pass  # already gone
         except pymysql.err.MySQLError:
             pass  # not a replica, or not answering: SIGTERM below still stops it
         os.kill(pid, signal.SIGTERM)

@@ -16,6 +16,7 @@ import papermill
 import pytest
 import yaml
 
+from runbook_lib import kernel
 from runbook_lib.runner import KERNEL, NOTEBOOKS, discover
 
 
@@ -72,4 +73,5 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(lab, tmp_path_factory) -> Pipeline:
+    kernel.ensure()          # the spec may have been rewritten by another checkout's `make setup`
     return Pipeline(lab, tmp_path_factory.mktemp("executed"))
