@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): run the sections of :data:`bench.SECTIONS` on one lab.
 
-The lab instance is the bench's own (name ``bench``, port base 34306, 1,000,000 persona rows by
+The lab instance is the bench's own (name ``bench``, port base 26306, 1,000,000 persona rows by
 default; ``RUNBOOK_LAB_ROWS`` or ``--rows`` change it), built fresh with two-way replication
 (:func:`bench.replicated_lab`) and destroyed at the end unless ``--keep``.  Prints one table
 (section, key, value) and writes ``bench/results/<UTC timestamp>.json``.
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=env_int("RUNBOOK_LAB_ROWS", 1_000_000),
                         help="rows of app_crm.persona")
     parser.add_argument("--name", default="bench", help="lab instance name")
-    parser.add_argument("--port-base", type=int, default=env_int("RUNBOOK_BENCH_PORT_BASE", 34306))
+    parser.add_argument("--port-base", type=int, default=env_int("RUNBOOK_BENCH_PORT_BASE", 26306))
     parser.add_argument("--reuse", action="store_true", help="use the bench lab as it is if it exists")
     parser.add_argument("--keep", action="store_true", help="leave the bench lab up afterwards")
     args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
 """Shared fixtures: the test suite's own lab instance (real MySQL servers + AWS endpoint).
 
-The suite uses a lab of its own (name ``test``, ports 33306-33308 by default) so it
-never disturbs the lab a person rehearses on.  It is rebuilt fresh for each session
+The suite uses a lab of its own (name ``test``, ports 25306-25308 by default) so it
+never disturbs the lab a person rehearses on.  Every test port lies below Linux's ephemeral
+range (32768-60999): there, a client socket's local port could take a lab's port first.  It is rebuilt fresh for each session
 unless RUNBOOK_TEST_LAB_REUSE=1 (handy while iterating on one test).
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ def lab(tmp_path_factory) -> LabHandle:
     from runbook_lib.lab import control, inspect
 
     name = os.environ.get("RUNBOOK_TEST_LAB", "test")
-    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306"))
+    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306"))
     rows = int(os.environ.get("RUNBOOK_TEST_ROWS", "50000"))
     if os.environ.get("RUNBOOK_TEST_LAB_REUSE") != "1":
         control.down(name, destroy=True, say=lambda *_: None)

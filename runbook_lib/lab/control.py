@@ -295,6 +295,19 @@ def _servers_hold_runbook_state(servers: dict[str, MysqldInstance]) -> bool:
 
 # -- public operations -------------------------------------------------------
 
+def _refuse_ephemeral_ports(base: int) -> None:
+    """A lab port inside the kernel's ephemeral range can be taken at any moment by the local
+    end of some client connection (mysqld then aborts at start): refuse it up front."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return
+    if base + 2 >= low and base <= high:
+        raise LabError(f"lab ports {base}-{base + 2} lie in this machine's ephemeral port range {low}-{high}, "
+                       "where client connections take their local ports",
+                       hint=f"choose a port base below {low - 2} (the default is 23306)")
+
+
 def up(name: str | None = None, *, port_base: int | None = None, persona_rows: int | None = None,
        say=print) -> LabState:
     """Bring the lab up; idempotent.  Builds what is missing, starts what is stopped."""
@@ -310,6 +323,7 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
             raise
         base = port_base or int(os.environ.get("RUNBOOK_LAB_PORT_BASE", "23306"))
         rows = persona_rows or int(os.environ.get("RUNBOOK_LAB_ROWS", "500000"))
+        _refuse_ephemeral_ports(base)
         state = _new_state(name, base, rows)
         _save_state(state)
     state.home.mkdir(parents=True, exist_ok=True)

@@ -185,7 +185,9 @@ class MysqldInstance:
             lines = [ln for ln in self.error_log.read_text(errors="replace").splitlines() if "[ERROR]" in ln]
         except FileNotFoundError:
             return "no error log"
-        return lines[-1].split("] ", 3)[-1][:300] if lines else "no [ERROR] line in the error log"
+        # mysqld ends with a bare "Aborting"; the cause (e.g. the port taken) is the error before it
+        causes = [ln for ln in lines if not ln.rstrip().endswith("] Aborting")] or lines
+        return causes[-1].split("] ", 3)[-1][:300] if causes else "no [ERROR] line in the error log"
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

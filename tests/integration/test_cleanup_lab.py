@@ -27,7 +27,7 @@ pytestmark = pytest.mark.lab
 
 NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-cleanup"
 BASE = int(os.environ.get("RUNBOOK_TEST_CLEANUP_PORT_BASE",
-                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 13))
+                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 13))
 OTHER_GROUP = "someone-elses-group"
 BACKUP = "20250101T000000Z"
 S3_KEYS = [f"backup/{BACKUP}/ibdata1", f"backup/{BACKUP}/mysql.ibd", f"backup/{BACKUP}/undo_001"]

@@ -23,7 +23,7 @@ APPS = ["app_crm", "app_billing", "tenant_acme", "tenant_globex"]
 def two_way(request):
     import bench
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-bidir"
-    ctx, built = bench.shared_replicated_lab(name, int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 10,
+    ctx, built = bench.shared_replicated_lab(name, int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 10,
                                              int(os.environ.get("RUNBOOK_TEST_ROWS", "50000")),
                                              fresh=os.environ.get("RUNBOOK_TEST_LAB_REUSE") != "1")
     if built and os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":

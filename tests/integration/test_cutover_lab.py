@@ -24,7 +24,7 @@ pytestmark = pytest.mark.lab
 
 NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-cutover"
 BASE = int(os.environ.get("RUNBOOK_TEST_CUTOVER_PORT_BASE",
-                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 6))
+                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 6))
 APP_ACCOUNTS = {"crm_app": "app_crm", "billing_app": "app_billing", "acme_app": "tenant_acme",
                 "globex_app": "tenant_globex"}
 

@@ -26,7 +26,7 @@ from runbook_lib.errors import CheckFailed
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-failover"
-BASE = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 3
+BASE = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 3
 CLUSTER, WRITER, READER = "runbook-aurora", "runbook-aurora-1", "runbook-aurora-2"    # as in lab.yaml
 # 5,000 rows/s into each side for 15 s, the failover at 5 s
 FAST = failover.Settings(batch_rows=1000, interval_seconds=0.2, duration_seconds=15, failover_at_seconds=5,

@@ -61,7 +61,7 @@ def flab(tmp_path_factory):
 
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-faults"
     base = int(os.environ.get("RUNBOOK_TEST_FAULTS_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 16))
+                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 16))
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)

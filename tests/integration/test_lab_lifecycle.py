@@ -18,7 +18,7 @@ def _lab_processes(name: str) -> list[str]:
 
 def test_up_from_nothing_then_down_leaves_nothing(monkeypatch):
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-lifecycle"
-    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 24
+    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 24
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=1000, say=lambda *_: None)

@@ -66,7 +66,7 @@ def rlab(tmp_path_factory):
 
     name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-repl"
     base = int(os.environ.get("RUNBOOK_TEST_REPL_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "33306")) + 20))
+                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 20))
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)
