@@ -20,8 +20,11 @@ demo: setup
 	$(VENV)/bin/runbook lab reset
 	$(VENV)/bin/runbook run --params parameters/lab.yaml
 
+# Two pytest-xdist workers, given whole groups of tests that share a lab (tests/conftest.py),
+# the longest chain (the notebook pipeline) first.  TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --no-loadscope-reorder)
 
 unit: setup
 	$(PY) -m pytest tests/unit -q
