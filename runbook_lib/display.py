@@ -113,12 +113,13 @@ def raise_if_failed(results: Iterable[CheckResult], what: str, *, hint: str = ""
 
 
 def styled(frame: pd.DataFrame, *, column: str = "ok") -> Any:
-    """A pandas Styler colouring each row by its ok/same symbol; static HTML, index hidden."""
+    """A pandas Styler colouring each row by its ok/same symbol; static HTML, index hidden.
+    Cell text is HTML-escaped: a value such as ``<id>`` or ``a&b`` shows as written."""
     def colour(row: pd.Series) -> list[str]:
         background = _COLOURS.get(str(row.get(column, "")), "")
         return [f"background-color: {background}" if background else ""] * len(row)
 
-    styler = frame.style.apply(colour, axis=1).hide(axis="index")
+    styler = frame.style.format(escape="html").apply(colour, axis=1).hide(axis="index")
     return styler.set_table_styles([{"selector": "td, th", "props": "text-align: left; padding: 2px 8px"}])
 
 

@@ -75,6 +75,13 @@ def test_styled_table_renders_static_html():
     assert "<table" in html and "binlog_format" in html and "#fde7e9" in html and "<script" not in html
 
 
+def test_styled_table_escapes_cell_text_and_keeps_numbers():
+    frame = pd.DataFrame({"check": ["key <id> & name", "rows"], "value": ["<b>x</b>", 1234567], "ok": ["✘", "✔"]})
+    html = styled(frame).to_html()
+    assert "key &lt;id&gt; &amp; name" in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "<b>x</b>" not in html and "1234567" in html
+
+
 def test_show_prints_without_ipython(capsys):
     show(checks_frame(RESULTS[:2]))
     show(styled(checks_frame(RESULTS[:1])))
