@@ -13,6 +13,7 @@ setup``, ``runbook run`` and the test suite call it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 NAME = "aurora-fallback-runbook"
@@ -45,7 +46,7 @@ def ensure() -> Path:
     except (OSError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(wanted, indent=1) + "\n")
     tmp.replace(path)
     return path

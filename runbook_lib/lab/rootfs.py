@@ -6,6 +6,7 @@ so they run inside a sid root filesystem built once with mmdebstrap and reused.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -64,6 +65,15 @@ def ensure_rootfs(progress=print) -> Path:
         raise LabError("building the MySQL root filesystem needs root (chroot, mmdebstrap)",
                        hint="run as root, or set RUNBOOK_LAB_MYSQLD to a mysqld 8.0/8.4 of your own")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: parallel test workers (or two `lab up`s) may all find it missing.
+    with (path.parent / ".rootfs-build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if rootfs_ready(path):          # built by whoever held the lock before us
+            return path
+        return _build(path, progress)
+
+
+def _build(path: Path, progress) -> Path:
     log = path.parent / "rootfs-build.log"
     _ensure_mmdebstrap(log)
     tmp = path.with_name(path.name + ".building")
