@@ -239,11 +239,13 @@ class Server:
 
     # --- statements ---------------------------------------------------------
 
-    def _run(self, sql: str | Sql, args: Any, fetch: bool) -> tuple[int, list[dict[str, Any]]]:
+    def _run(self, sql: str | bytes | Sql, args: Any, fetch: bool) -> tuple[int, list[dict[str, Any]]]:
         if isinstance(sql, Sql):
             if args is not None:
                 raise TypeError("an Sql statement carries its own args")
             text, args, shown = sql.text, (sql.args or None), sql.shown()
+        elif isinstance(sql, bytes):   # already encoded for the session's character_set_client
+            text, shown = sql, sql.decode("utf-8", "replace")
         else:
             text, shown = sql, sql
         log.debug("%s: %s", self.role, shown)
@@ -269,8 +271,9 @@ class Server:
         row = self.query_one(sql, args)
         return next(iter(row.values())) if row else None
 
-    def execute(self, sql: str | Sql, args: Any = None) -> int:
-        """Run a statement; return the affected row count."""
+    def execute(self, sql: str | bytes | Sql, args: Any = None) -> int:
+        """Run a statement; return the affected row count.  ``bytes`` are sent as they are: a statement
+        encoded for a session whose character_set_client is not utf8mb4."""
         return self._run(sql, args, fetch=False)[0]
 
     def variables(self, *names: str) -> dict[str, str | None]:
