@@ -29,6 +29,18 @@ ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 
 _VARIABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
+#: First MySQL version with ``CREATE FUNCTION|PROCEDURE IF NOT EXISTS``.
+ROUTINE_IF_NOT_EXISTS_SINCE = (8, 0, 29)
+ROUTINES_BY_HAND = (
+    "recreate the routines by hand in a quiet window, from SHOW CREATE FUNCTION/PROCEDURE on the source: "
+    "either create each on Aurora (its CREATE replicates to the source, where the routine exists, and stops "
+    "the source's replica with error 1304: skip that one transaction on the source with the "
+    "troubleshooting notebook, step fix:<channel>), or DROP ... IF EXISTS and CREATE it again on the source "
+    "(both replicate; the source lacks the routine for that moment)")
+_QUOTED = r"(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|[^\s@`']+)"
+_ROUTINE_HEAD = re.compile(rf"(?P<head>\s*CREATE\s+(?:DEFINER\s*=\s*{_QUOTED}(?:\s*@\s*{_QUOTED})?\s+)?"
+                           r"(?:FUNCTION|PROCEDURE)\s+)(?P<exists>IF\s+NOT\s+EXISTS\b)?", re.IGNORECASE)
+
 #: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
 AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
 
@@ -444,6 +456,34 @@ class Dialect:
 
     def drop_user(self, user: str, host: str) -> Sql:
         return Sql("DROP USER IF EXISTS %s@%s", (user, host))
+
+    # --- stored routines ----------------------------------------------------
+
+    @property
+    def creates_routines_if_not_exists(self) -> bool:
+        """``CREATE FUNCTION|PROCEDURE IF NOT EXISTS`` exists: MySQL 8.0.29+ (Aurora: its MySQL version)."""
+        return self.identity.version >= ROUTINE_IF_NOT_EXISTS_SINCE
+
+    def create_routine_if_not_exists(self, show_create: str, *, replica: Dialect | None = None) -> str:
+        """The statement of ``SHOW CREATE FUNCTION|PROCEDURE`` with ``IF NOT EXISTS`` after the routine type.
+
+        From 8.0.29 such a statement is binary-logged in full even when the routine exists (a note,
+        1304): run on the source it changes nothing there and replicates.  The *replica* that applies
+        it must know it too.  Before 8.0.29 on either: UnsupportedServer saying what to do by hand.
+        Plain text, not :class:`Sql`: the body may hold ``%s`` and must reach the server unchanged
+        (run it in the routine's schema: the name is not qualified).
+        """
+        for d in (self, replica):
+            if d is not None and not d.creates_routines_if_not_exists:
+                raise UnsupportedServer(d.role, "CREATE FUNCTION/PROCEDURE IF NOT EXISTS needs MySQL 8.0.29 or "
+                                        f"later; this is {d.identity.describe()}", hint=ROUTINES_BY_HAND)
+        m = _ROUTINE_HEAD.match(show_create)
+        if not m:
+            raise ParameterError("show_create", "is not the CREATE FUNCTION or CREATE PROCEDURE statement of "
+                                 f"SHOW CREATE: {show_create[:80]!r}")
+        if m["exists"]:
+            return show_create
+        return f"{m['head']}IF NOT EXISTS {show_create[m.end():]}"
 
 
 def _for_channel(statement: str, channel: str | None) -> Sql:
