@@ -21,9 +21,15 @@ import pymysql
 import pytest
 
 from runbook_lib.errors import LabError
-from runbook_lib.lab.aurora_standin import (AURORA3_ONLY_PROCEDURES, FORBIDDEN_PRIVILEGES,
-                                            install_aurora_standin, master_user_grants, split_sql_script,
-                                            standin_installed)
+from runbook_lib.lab.aurora_standin import (
+    AURORA3_ONLY_PROCEDURES,
+    FORBIDDEN_PRIVILEGES,
+    install_aurora_standin,
+    master_user_grants,
+    split_sql_script,
+    standin_installed,
+)
+from tests.support import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -191,15 +197,6 @@ def replica_status(admin) -> dict:
         return cur.fetchone() or {}
 
 
-def wait_for(predicate, what: str, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
-
-
 def privileges(grant_lines) -> set[str]:
     """Privilege names in SHOW GRANTS lines of the form GRANT a, b ON *.* TO ..."""
     names = set()
@@ -288,7 +285,7 @@ def test_full_cycle_set_start_replicate_stop_reset(admin, pair):
         assert refused(admin, "CALL mysql.rds_start_replication")[0] == 1644
 
         call(src, "INSERT INTO app.cycle VALUES (1, 'from source')")
-        wait_for(lambda: call(admin, "SELECT v FROM app.cycle WHERE id = 1"), "the row on the stand-in")
+        wait_for("the row on the stand-in", lambda: call(admin, "SELECT v FROM app.cycle WHERE id = 1"), 15)
 
         assert call(admin, "CALL mysql.rds_stop_replication") == [("Slave is now down or disabled",)]
         assert refused(admin, "CALL mysql.rds_stop_replication")[0] == 1644
@@ -305,15 +302,14 @@ def test_skip_transaction_with_gtid_skips_exactly_one(admin, pair):
         call(src, "CREATE TABLE app.conflict (id INT PRIMARY KEY, v VARCHAR(20))")
         set_source(admin, source)
         call(admin, "CALL mysql.rds_start_replication")
-        wait_for(lambda: call(admin, "SHOW TABLES FROM app LIKE 'conflict'"), "the table on the stand-in")
+        wait_for("the table on the stand-in", lambda: call(admin, "SHOW TABLES FROM app LIKE 'conflict'"), 15)
 
         call(admin, "INSERT INTO app.conflict VALUES (2, 'aurora')")           # the stand-in's own row
         call(src, "INSERT INTO app.conflict VALUES (2, 'source')")             # the same key: 1062
         source_uuid = scalar(src, "SELECT @@server_uuid")
-        failing = wait_for(lambda: call(admin, "SELECT APPLYING_TRANSACTION FROM performance_schema"
-                                               ".replication_applier_status_by_worker"
-                                               " WHERE LAST_ERROR_NUMBER = 1062"),
-                           "the duplicate-key error")[0][0]
+        failing = wait_for("the duplicate-key error", lambda: call(
+            admin, "SELECT APPLYING_TRANSACTION FROM performance_schema.replication_applier_status_by_worker"
+                   " WHERE LAST_ERROR_NUMBER = 1062"), 15)[0][0]
         assert failing.startswith(source_uuid + ":")
         assert replica_status(admin)["Last_SQL_Errno"] == 1062
 
@@ -329,7 +325,8 @@ def test_skip_transaction_with_gtid_skips_exactly_one(admin, pair):
         call(admin, "CALL mysql.rds_stop_replication")
         call(admin, "CALL mysql.rds_start_replication")
         call(src, "INSERT INTO app.conflict VALUES (3, 'after skip')")
-        wait_for(lambda: call(admin, "SELECT 1 FROM app.conflict WHERE id = 3"), "replication to continue")
+        wait_for("replication to continue", lambda: call(admin, "SELECT 1 FROM app.conflict WHERE id = 3"),
+                 15)
         assert call(admin, "SELECT id, v FROM app.conflict ORDER BY id") == [(2, "aurora"), (3, "after skip")]
         assert replica_status(admin)["Replica_SQL_Running"] == "Yes"
 

@@ -12,8 +12,6 @@ The tests run in file order and build on each other: look, refuse, keep the clus
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -22,54 +20,34 @@ import yaml
 from runbook_lib import cleanup, parameter_group, session
 from runbook_lib.errors import CheckFailed, NotApplied, PlanStale
 from runbook_lib.params import load_parameters
+from tests.support import (
+    aws_client,
+    own_lab,
+    params_variant,
+    query,
+    replica_running,
+    replicate_both_ways,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
-NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-cleanup"
-BASE = int(os.environ.get("RUNBOOK_TEST_CLEANUP_PORT_BASE",
-                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 13))
 OTHER_GROUP = "someone-elses-group"
 BACKUP = "20250101T000000Z"
 S3_KEYS = [f"backup/{BACKUP}/ibdata1", f"backup/{BACKUP}/mysql.ibd", f"backup/{BACKUP}/undo_001"]
 FOREIGN_KEYS = ["other/keep.txt", "backup-old/keep.txt"]       # outside s3_prefix 'backup/'
 
 
-def query(inst, sql: str, args=None) -> list[dict]:
-    with inst.connect() as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
-    return value
-
-
-def running(inst) -> bool:
-    rows = query(inst, "SHOW REPLICA STATUS")
-    return bool(rows) and rows[0]["Replica_IO_Running"] == "Yes" and rows[0]["Replica_SQL_Running"] == "Yes"
-
-
 @pytest.fixture(scope="module")
 def clab(tmp_path_factory):
     """(state, servers, params, boto3 client factory) with every resource of the clean-up in place."""
-    import boto3
-
-    from runbook_lib.lab import control, inspect
-    control.down(NAME, destroy=True, say=lambda *_: None)
-    try:
-        state = control.up(NAME, port_base=BASE, persona_rows=2000, say=lambda *_: None)
-        servers = control.instances(state)
+    from runbook_lib.lab import inspect
+    with own_lab("cleanup") as (state, servers):
         params_file = inspect.write_params(state, tmp_path_factory.mktemp("cleanup") / "lab.yaml")
         p = yaml.safe_load(params_file.read_text())
 
         def aws(service: str):
-            return boto3.client(service, region_name="us-east-1", endpoint_url=state.endpoint_url,
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
+            return aws_client(state.endpoint_url, service)
 
         rds, s3 = aws("rds"), aws("s3")
         values = parameter_group.desired_values(load_parameters(params_file))
@@ -97,38 +75,13 @@ def clab(tmp_path_factory):
         (backup_dir / BACKUP / "ibdata1").write_bytes(b"x" * 4096)
         (backup_dir / f"{BACKUP}.runbook.json").write_text(json.dumps({"name": BACKUP}))
         (backup_dir / "notes.txt").write_text("someone else's file")
-        onprem, aurora = servers["onprem"], servers["aurora"]
-        for statement in ("SET PERSIST enforce_gtid_consistency = ON",
-                          "SET PERSIST gtid_mode = OFF_PERMISSIVE", "SET PERSIST gtid_mode = ON_PERMISSIVE",
-                          "SET PERSIST gtid_mode = ON"):
-            query(onprem, statement)               # online, as phase 2 does (nothing else writes here)
-        for inst in (onprem, aurora):              # empty GTID histories; the account on each side
-            query(inst, "RESET BINARY LOGS AND GTIDS")
-            with inst.connect() as conn, conn.cursor() as cur:
-                cur.execute("SET SESSION sql_log_bin = 0")
-                cur.execute("CREATE USER 'replicator'@'%%' IDENTIFIED BY %s",
-                            (state.passwords["replicator"],))
-                cur.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'")
-        for inst, other in ((aurora, onprem), (onprem, aurora)):
-            query(inst, "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = %s, "
-                        "SOURCE_USER = 'replicator', SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, "
-                        "SOURCE_SSL = 1, "
-                        "SOURCE_CONNECT_RETRY = 1", (other.port, state.passwords["replicator"]))
-            query(inst, "START REPLICA")
-        wait_for("both directions running", lambda: running(onprem) and running(aurora))
+        replicate_both_ways(servers, state.passwords["replicator"])
         yield state, servers, params_file, aws
-    finally:
-        if os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
-            control.down(NAME, destroy=True, say=lambda *_: None)
 
 
 def open_rb(clab, approve=(), **changes):
     """A session as a notebook opens it; ``changes`` make a variant of the parameters file."""
-    params_file = Path(clab[2])
-    if changes:
-        data = {**yaml.safe_load(params_file.read_text()), **changes}
-        params_file = params_file.with_name(f"variant-{abs(hash(str(sorted(changes.items()))))}.yaml")
-        params_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    params_file = params_variant(clab[2], **changes) if changes else Path(clab[2])
     return session.open_session(params_file, list(approve), quiet=True)
 
 
@@ -202,10 +155,10 @@ def test_a_plan_that_no_longer_matches_the_servers_is_not_applied(clab):
         try:
             with pytest.raises(PlanStale):
                 rb.gate.apply(step.plan, step.apply)
-            assert running(servers["aurora"]) and state_of(clab) == before
+            assert replica_running(servers["aurora"]) and state_of(clab) == before
         finally:
             query(servers["onprem"], "START REPLICA")
-    wait_for("the source's channel running again", lambda: running(servers["onprem"]))
+    wait_for("the source's channel running again", lambda: replica_running(servers["onprem"]), 60)
 
 
 def test_keep_cluster_retires_the_source_side_only(clab):

@@ -5,7 +5,6 @@ Differences are made the way they happen in real life: a write on one side with 
 (it never replicates).  Each test repairs what it broke, the same way."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 
 from runbook_lib import consistency
 from runbook_lib.errors import NotCaughtUp, ParameterError
+from tests.support import bidir_lab
 
 pytestmark = pytest.mark.lab
 
@@ -21,14 +21,7 @@ APPS = ["app_crm", "app_billing", "tenant_acme", "tenant_globex"]
 
 @pytest.fixture(scope="module")
 def two_way(request):
-    import bench
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-bidir"
-    ctx, built = bench.shared_replicated_lab(name, int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 10,
-                                             int(os.environ.get("RUNBOOK_TEST_ROWS", "50000")),
-                                             fresh=os.environ.get("RUNBOOK_TEST_LAB_REUSE") != "1")
-    if built and os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
-        request.config.add_cleanup(lambda: bench.take_down(ctx))
-    return ctx
+    return bidir_lab(request)
 
 
 @pytest.fixture

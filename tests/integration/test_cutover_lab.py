@@ -8,45 +8,20 @@ copied to Aurora unlogged, ``CHANGE REPLICATION SOURCE`` both ways.  The session
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pymysql
 import pytest
-import yaml
 
 from runbook_lib import cutover, session, splitbrain
 from runbook_lib.errors import CheckFailed, NotApplied
+from tests.support import own_lab, params_variant, query, replica_running, replicate_both_ways, settle
 
 pytestmark = pytest.mark.lab
 
-NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-cutover"
-BASE = int(os.environ.get("RUNBOOK_TEST_CUTOVER_PORT_BASE",
-                          int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 6))
 APP_ACCOUNTS = {"crm_app": "app_crm", "billing_app": "app_billing", "acme_app": "tenant_acme",
                 "globex_app": "tenant_globex"}
-
-
-def query(inst, sql: str, args=None) -> list[dict]:
-    with inst.connect() as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def wait_for(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
-def running(inst) -> bool:
-    rows = query(inst, "SHOW REPLICA STATUS")
-    return bool(rows) and rows[0]["Replica_IO_Running"] == "Yes" and rows[0]["Replica_SQL_Running"] == "Yes"
 
 
 def copy_to_aurora(onprem, aurora, app_password: str) -> None:
@@ -74,62 +49,24 @@ def copy_to_aurora(onprem, aurora, app_password: str) -> None:
 @pytest.fixture(scope="module")
 def clab(tmp_path_factory):
     """(state, servers, params file) of a lab replicating both ways, the scopes' data on both sides."""
-    from runbook_lib.lab import control, inspect
-    control.down(NAME, destroy=True, say=lambda *_: None)
-    try:
-        state = control.up(NAME, port_base=BASE, persona_rows=2000, say=lambda *_: None)
-        servers = control.instances(state)
+    from runbook_lib.lab import inspect
+    with own_lab("cutover") as (state, servers):
         onprem, aurora = servers["onprem"], servers["aurora"]
-        for statement in ("SET PERSIST enforce_gtid_consistency = ON", "SET PERSIST gtid_mode = OFF_PERMISSIVE",
-                          "SET PERSIST gtid_mode = ON_PERMISSIVE", "SET PERSIST gtid_mode = ON",
-                          "SET PERSIST auto_increment_increment = 2", "SET PERSIST auto_increment_offset = 2"):
-            query(onprem, statement)           # online, as phase 2 does (nothing else writes here)
         aurora.write_overrides({"log-bin": "binlog", "binlog_format": "ROW", "gtid_mode": "ON",
                                 "enforce_gtid_consistency": "ON", "auto_increment_increment": "2",
                                 "auto_increment_offset": "1"})
         aurora.stop()                          # log-bin is static: Aurora's binary log needs a restart
         aurora.start()
         copy_to_aurora(onprem, aurora, state.passwords["apps"])
-        for inst in (onprem, aurora):      # an empty GTID history on both, one replication account each
-            with inst.connect() as conn, conn.cursor() as cur:
-                cur.execute("RESET BINARY LOGS AND GTIDS")
-                cur.execute("SET SESSION sql_log_bin = 0")
-                cur.execute("CREATE USER IF NOT EXISTS 'replicator'@'%%' IDENTIFIED BY %s",
-                            (state.passwords["replicator"],))
-                cur.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'")
-        for inst, other in ((aurora, onprem), (onprem, aurora)):
-            with inst.connect() as conn, conn.cursor() as cur:
-                cur.execute("CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = %s, "
-                            "SOURCE_USER = 'replicator', SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, "
-                            "SOURCE_SSL = 1, SOURCE_CONNECT_RETRY = 1", (other.port, state.passwords["replicator"]))
-                cur.execute("START REPLICA")
-        wait_for("both directions running", lambda: running(onprem) and running(aurora))
+        replicate_both_ways(servers, state.passwords["replicator"], timeout=30)
         params = inspect.write_params(state, tmp_path_factory.mktemp("cutover") / "lab.yaml")
         yield state, servers, params
-    finally:
-        if os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
-            control.down(NAME, destroy=True, say=lambda *_: None)
-
-
-def variant(clab, **changes) -> Path:
-    params = Path(clab[2])
-    path = params.with_name(f"variant-{abs(hash(str(changes)))}.yaml")
-    path.write_text(yaml.safe_dump({**yaml.safe_load(params.read_text()), **changes}, sort_keys=False))
-    return path
 
 
 def locked(clab, user: str = "crm_app") -> dict[str, str]:
     """mysql.user.account_locked on each server, read with labroot."""
     return {name: query(inst, "SELECT account_locked AS l FROM mysql.user WHERE User = %s AND Host = '%%'",
                         (user,))[0]["l"] for name, inst in clab[1].items()}
-
-
-def settle(clab) -> None:
-    """Both sides have executed each other's transactions (so a replicated statement has landed)."""
-    onprem, aurora = clab[1]["onprem"], clab[1]["aurora"]
-    for a, b in ((onprem, aurora), (aurora, onprem)):
-        executed = query(a, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"]
-        assert query(b, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, 20) AS w", (executed,))[0]["w"] == 0
 
 
 def reset_accounts(clab) -> None:
@@ -145,7 +82,7 @@ def app_session(clab, name: str):
 
 
 def switch(clab, direction: str, approve: list[str]):
-    with session.open_session(variant(clab, approvals=[]), approve, quiet=True) as rb:
+    with session.open_session(params_variant(clab[2], approvals=[]), approve, quiet=True) as rb:
         move = cutover.prepare(rb, "crm", direction)
         planned = cutover.plan_switch(rb, move, timeout=20)
         outcome = rb.gate.apply(planned.plan, planned.apply)
@@ -162,7 +99,7 @@ def test_split_brain_guard_names_tables_written_from_both_sides_and_not_one_side
         query(servers["aurora"], "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('A', 1, NOW())")
         for _ in range(3):
             query(servers["onprem"], "INSERT INTO tenant_acme.orders (sku, qty, placed_at) VALUES ('S', 2, NOW())")
-        settle(clab)
+        settle(clab[1])
         recent = splitbrain.guard(rb.source(), rb.aurora(), since=since, scope=["tenant_acme"])
         window = splitbrain.guard(rb.source(), rb.aurora(), window_bytes=2**20)
     rows = {r["table"]: r for r in recent.to_frame().to_dict("records")}
@@ -205,14 +142,14 @@ def test_a_write_on_the_side_it_leaves_during_the_window_fails_the_checks(clab):
         assert "transactions on the scope's tables in the window (binary log)" in failed
         with pytest.raises(CheckFailed, match="row writes"):
             checks.require()
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "N", "aurora": "N"}
 
 
 def test_an_application_session_on_the_side_it_leaves_fails_the_checks_and_a_quiet_scope_passes(clab):
     _, _, params = clab
     reset_accounts(clab)
-    settle(clab)
+    settle(clab[1])
     with session.open_session(params, [], quiet=True) as rb:
         move = cutover.prepare(rb, "crm", "cutover")
         with app_session(clab, "onprem"):
@@ -238,21 +175,21 @@ def test_without_approval_nothing_changes(clab):
     reset_accounts(clab)
     _, planned, outcome = switch(clab, "cutover", [])
     assert outcome.status == "skipped" and not planned.plan.is_empty
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "N", "aurora": "N"}
-    with session.open_session(variant(clab, approvals=[]), [], quiet=True) as rb:
+    with session.open_session(params_variant(clab[2], approvals=[]), [], quiet=True) as rb:
         with pytest.raises(NotApplied, match="cutover:crm"):
             cutover.verify(rb, cutover.move_for(rb.params, "crm", "cutover"))
 
 
 def test_cutover_then_fallback_lock_and_unlock_each_side_without_replicating(clab):
     reset_accounts(clab)
-    settle(clab)
+    settle(clab[1])
     app = app_session(clab, "onprem")
     _, planned, outcome = switch(clab, "cutover", ["cutover:crm"])
     assert outcome.status == "applied"
     assert [a.kind for a in planned.actions] == ["lock", "kill"]
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "Y", "aurora": "N"}
     with pytest.raises(pymysql.err.MySQLError):
         app.ping(reconnect=False)                    # its session on the source was ended
@@ -261,13 +198,14 @@ def test_cutover_then_fallback_lock_and_unlock_each_side_without_replicating(cla
     assert refused.value.args[0] == 3118             # ER_ACCOUNT_HAS_BEEN_LOCKED
     app_session(clab, "aurora").close()
     with session.open_session(clab[2], [], quiet=True) as rb:
-        assert cutover.verify(rb, cutover.move_for(rb.params, "crm", "cutover")) == f"127.0.0.1:{BASE + 1}"
+        aurora = f"127.0.0.1:{clab[0].aurora_port}"
+        assert cutover.verify(rb, cutover.move_for(rb.params, "crm", "cutover")) == aurora
 
     _, planned, outcome = switch(clab, "fallback", ["fallback:crm"])
     assert outcome.status == "applied"
     assert [(a.role, a.kind, a.logged) for a in planned.actions] == [
         ("aurora", "lock", True), ("aurora", "kill", False), ("source", "wait", False), ("source", "unlock", False)]
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "N", "aurora": "Y"}
 
     _, planned, outcome = switch(clab, "fallback", ["fallback:crm"])
@@ -276,7 +214,7 @@ def test_cutover_then_fallback_lock_and_unlock_each_side_without_replicating(cla
     _, planned, outcome = switch(clab, "cutover", ["cutover:crm"])   # Aurora's unlock replicates: it goes first
     assert [(a.role, a.kind, a.logged) for a in planned.actions] == [
         ("aurora", "unlock", True), ("source", "wait", False), ("source", "lock", False), ("source", "kill", False)]
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "Y", "aurora": "N"}
     assert locked(clab, "acme_app") == {"onprem": "N", "aurora": "N"}     # other scopes untouched
 
@@ -287,7 +225,7 @@ def test_an_account_missing_on_aurora_is_copied_there_with_its_password_and_gran
     with servers["aurora"].connect() as conn, conn.cursor() as cur:   # as a restore from S3 leaves it
         cur.execute("SET SESSION sql_log_bin = 0")
         cur.execute("DROP USER 'crm_app'@'%'")
-    with session.open_session(variant(clab, approvals=[]), [], quiet=True) as rb:
+    with session.open_session(params_variant(clab[2], approvals=[]), [], quiet=True) as rb:
         move = cutover.prepare(rb, "crm", "cutover")
         checks = cutover.check_before(rb, move, write_window=0.5, catch_up_timeout=20)
         row = next(r for r in checks.results if r.item == "account crm_app@%")
@@ -298,9 +236,10 @@ def test_an_account_missing_on_aurora_is_copied_there_with_its_password_and_gran
     assert "GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON `app_crm`.*" in shown
     _, planned, outcome = switch(clab, "cutover", ["cutover:crm"])
     assert outcome.status == "applied"
-    settle(clab)
+    settle(clab[1])
     assert locked(clab) == {"onprem": "Y", "aurora": "N"}
-    assert running(servers["onprem"]) and running(servers["aurora"])   # the replicated copy was a no-op
+    # the replicated copy was a no-op
+    assert replica_running(servers["onprem"]) and replica_running(servers["aurora"])
     with app_session(clab, "aurora") as app, app.cursor() as cur:
         cur.execute("SELECT COUNT(*) AS n FROM app_crm.segment")
         assert cur.fetchone()["n"] >= 3

@@ -11,47 +11,31 @@ reader instance the failover needs and the heartbeat table.
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
 import pytest
-import yaml
 
 from runbook_lib import failover, heartbeat, session
 from runbook_lib import failover_load as fl
 from runbook_lib.display import CheckResult
 from runbook_lib.errors import CheckFailed
+from tests.support import (
+    aws_client,
+    keep,
+    lab_name,
+    params_variant,
+    port_base,
+    query,
+    replica_running,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-NAME = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-failover"
-BASE = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 3
+NAME = lab_name("failover")
+BASE = port_base("failover")
 CLUSTER, WRITER, READER = "runbook-aurora", "runbook-aurora-1", "runbook-aurora-2"    # as in lab.yaml
 # 5,000 rows/s into each side for 15 s, the failover at 5 s
 FAST = failover.Settings(batch_rows=1000, interval_seconds=0.2, duration_seconds=15, failover_at_seconds=5,
                          sample_hz=4, converge_timeout_seconds=60)
-
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def query(inst, sql: str, args=None) -> list[dict]:
-    with inst.connect() as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def running(inst) -> bool:
-    rows = query(inst, "SHOW REPLICA STATUS")
-    return bool(rows) and rows[0]["Replica_IO_Running"] == "Yes" and rows[0]["Replica_SQL_Running"] == "Yes"
 
 
 def add_reader(ctx) -> None:
@@ -75,23 +59,12 @@ def flab(tmp_path_factory):
             heartbeat.create_table(rb)
         yield ctx.state, ctx.instances, params
     finally:
-        if os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
+        if not keep():
             take_down(ctx)
 
 
-def params_variant(flab, **changes) -> Path:
-    _, _, params = flab
-    data = {**yaml.safe_load(Path(params).read_text()), **changes}
-    path = Path(params).with_name(f"variant-{len(changes)}-{abs(hash(str(changes)))}.yaml")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def writer_of(flab) -> str:
-    import boto3
-    state, _, _ = flab
-    rds = boto3.client("rds", region_name="us-east-1", endpoint_url=state.endpoint_url,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    rds = aws_client(flab[0].endpoint_url, "rds")
     members = rds.describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0]["DBClusterMembers"]
     return next(m["DBInstanceIdentifier"] for m in members if m["IsClusterWriter"])
 
@@ -106,7 +79,7 @@ def test_readiness_passes_on_a_replicating_lab(flab):
 
 def test_without_approval_nothing_is_written_and_no_failover_happens(flab):
     _, servers, _ = flab
-    with session.open_session(params_variant(flab, approvals=[]), [], quiet=True) as rb:
+    with session.open_session(params_variant(flab[2], approvals=[]), [], quiet=True) as rb:
         test = failover.plan_test(rb, FAST, failover.readiness(rb))
         assert [s.action for s in test.plan.steps][-2] == "fail the Aurora cluster over"
         outcome = rb.gate.apply(test.plan, test.apply)
@@ -159,7 +132,7 @@ def test_every_acknowledged_row_is_on_both_sides_with_its_sides_ids(flab, ran):
             row = by_origin[origin]
             assert (row["n"], row["lo"], row["hi"], row["right_parity"]) == (ran.acked_rows[origin], 1,
                                                                            ran.acked_rows[origin], row["n"])
-    assert running(servers["onprem"]) and running(servers["aurora"])
+    assert replica_running(servers["onprem"]) and replica_running(servers["aurora"])
 
 
 def test_a_second_run_plans_nothing_and_rerun_plans_again(flab, ran):

@@ -10,100 +10,45 @@ and the data agree.  The notebook runs of the same fixes are in tests/notebooks/
 """
 from __future__ import annotations
 
-import os
-import shutil
-import time
-
-import pymysql
 import pytest
-import yaml
 
 from runbook_lib import consistency, errors, repair, replication, session
 from runbook_lib import troubleshooting as ts
 from runbook_lib.lab import faults
+from tests.support import (
+    aurora_from_clone,
+    own_lab,
+    params_variant,
+    prepare_source,
+    query,
+    replica_running,
+    start_channel,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
-
-
-def sql(inst, statement: str, args=None, *, user: str = "labroot", password: str | None = None) -> list[dict]:
-    with (inst.connect(user=user, password=password) if password else inst.connect()) as conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        rows = list(cur.fetchall() or ())
-        while cur.nextset():
-            pass
-        return rows
-
-
-def wait_for(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
-def replica(inst) -> dict:
-    rows = sql(inst, "SHOW REPLICA STATUS")
-    return rows[0] if rows else {}
-
-
-def running(inst) -> bool:
-    s = replica(inst)
-    return (s.get("Replica_IO_Running"), s.get("Replica_SQL_Running")) == ("Yes", "Yes")
 
 
 @pytest.fixture(scope="module")
 def flab(tmp_path_factory):
     """(lab name, servers, params_file) with replication running both ways, set up with labroot."""
-    from runbook_lib.lab import control, inspect
-    from runbook_lib.lab.aurora_standin import install_aurora_standin
-
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-faults"
-    base = int(os.environ.get("RUNBOOK_TEST_FAULTS_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 16))
-    control.down(name, destroy=True, say=lambda *_: None)
-    try:
-        state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)
-        servers = control.instances(state)
+    from runbook_lib.lab import inspect
+    with own_lab("faults") as (state, servers):
         src, aur = servers["onprem"], servers["aurora"]
-        for statement in ("SET PERSIST enforce_gtid_consistency = WARN", "SET PERSIST enforce_gtid_consistency = ON",
-                          "SET PERSIST gtid_mode = OFF_PERMISSIVE", "SET PERSIST gtid_mode = ON_PERMISSIVE"):
-            sql(src, statement)
-        wait_for("no anonymous transaction", lambda: sql(
-            src, "SHOW GLOBAL STATUS LIKE 'Ongoing_anonymous_transaction_count'")[0]["Value"] == "0")
+        prepare_source(src)
         password = state.passwords["replicator"]
-        for statement in ("SET PERSIST gtid_mode = ON", "SET PERSIST auto_increment_increment = 2",
-                          "SET PERSIST auto_increment_offset = 2", "INSTALL PLUGIN clone SONAME 'mysql_clone.so'"):
-            sql(src, statement)
-        sql(src, "CREATE USER 'replicator'@'%%' IDENTIFIED BY %s", (password,))
-        sql(src, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'")
-        clone = src.runtime_dir.parent / "clone"
-        shutil.rmtree(clone, ignore_errors=True)
-        sql(src, f"CLONE LOCAL DATA DIRECTORY = '{src.runner.inside(clone)}'")
-        aur.stop()
-        aur.write_overrides({"log-bin": "binlog", "gtid_mode": "ON", "enforce_gtid_consistency": "ON",
-                             "auto_increment_increment": "2", "auto_increment_offset": "1"})
-        aur.replace_datadir(clone)
-        shutil.rmtree(clone, ignore_errors=True)
-        aur.start()
-        with aur.connect(cursorclass=pymysql.cursors.Cursor) as conn:
-            install_aurora_standin(conn, admin_password=state.passwords["aurora_admin"])
+        query(src, "CREATE USER 'replicator'@'%%' IDENTIFIED BY %s", (password,))
+        query(src, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'")
+        aurora_from_clone(state, servers)
         admin = {"user": "admin", "password": state.passwords["aurora_admin"]}
-        sql(aur, "CALL mysql.rds_set_external_source_with_auto_position('127.0.0.1', %s, 'replicator', %s, 1)",
-            (src.port, password), **admin)
-        sql(aur, "CALL mysql.rds_start_replication", **admin)
-        sql(src, "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = %s, SOURCE_USER = "
-                 "'replicator', SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, SOURCE_SSL = 1, "
-                 "SOURCE_CONNECT_RETRY = 2", (aur.port, password))
-        sql(src, "START REPLICA")
-        wait_for("both channels running", lambda: running(src) and running(aur))
-        params = inspect.write_params(state, tmp_path_factory.mktemp("faults") / "lab.yaml")
-        data = {**yaml.safe_load(params.read_text()), "approvals": []}
-        params.write_text(yaml.safe_dump(data, sort_keys=False))
-        yield name, servers, params
-    finally:
-        control.down(name, destroy=True, say=lambda *_: None)
+        query(aur, "CALL mysql.rds_set_external_source_with_auto_position("
+                   "'127.0.0.1', %s, 'replicator', %s, 1)", (src.port, password), **admin)
+        query(aur, "CALL mysql.rds_start_replication", **admin)
+        start_channel(src, aur.port, password, connect_retry=2)
+        wait_for("both channels running", lambda: replica_running(src) and replica_running(aur))
+        params = params_variant(inspect.write_params(state, tmp_path_factory.mktemp("faults") / "lab.yaml"),
+                                approvals=[])
+        yield state.name, servers, params
 
 
 def open_rb(params, approve=()):
@@ -133,22 +78,22 @@ def assert_healthy(params) -> None:
 
 def test_break_refuses_a_lab_without_running_replication(flab):
     name, servers, _ = flab
-    sql(servers["aurora"], "STOP REPLICA IO_THREAD")
+    query(servers["aurora"], "STOP REPLICA IO_THREAD")
     try:
         with pytest.raises(errors.LabError, match="replication into aurora is not running"):
             faults.break_lab("conflict", name, say=lambda *_: None)
     finally:
-        sql(servers["aurora"], "START REPLICA IO_THREAD")
+        query(servers["aurora"], "START REPLICA IO_THREAD")
     with pytest.raises(errors.LabError, match="not a fault"):
         faults.break_lab("meteor", name)
-    wait_for("running again", lambda: running(servers["aurora"]))
+    wait_for("running again", lambda: replica_running(servers["aurora"]))
 
 
 def test_duplicate_key_diagnosed_and_repaired_keeping_the_source(flab):
     name, servers, params = flab
     report = faults.break_lab("duplicate-key", name, say=lambda *_: None)
     assert "1062" in report.text()
-    before = {n: sql(i, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"] for n, i in servers.items()}
+    before = {n: query(i, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"] for n, i in servers.items()}
     with open_rb(params) as rb:                       # nothing approved: it reads, plans, changes nothing
         d = ts.diagnose(rb)
         aurora = d.get("aurora")
@@ -165,16 +110,16 @@ def test_duplicate_key_diagnosed_and_repaired_keeping_the_source(flab):
         with pytest.raises(errors.NotApplied) as exc:
             repair.require_fixed(rb, d, settle=0)
         assert exc.value.step == "fix:aurora"
-    assert {n: sql(i, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"] for n, i in servers.items()} == before
+    assert {n: query(i, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"] for n, i in servers.items()} == before
     key = int(aurora.facts.key)
     _diagnosis, outcomes, verification = fix_through_library(params, ["fix:aurora"])
     assert verification.ok and [o.status for o in outcomes] == ["applied", "applied"]
-    rows = {n: sql(i, "SELECT first_name, origin FROM app_crm.persona WHERE id = %s", (key,)) for n, i in servers.items()}
+    rows = {n: query(i, "SELECT first_name, origin FROM app_crm.persona WHERE id = %s", (key,)) for n, i in servers.items()}
     assert rows["onprem"] == rows["aurora"] == [{"first_name": "Real", "origin": "source"}]
     assert_healthy(params)
     # the repair reached Aurora by replication: Aurora itself wrote nothing
-    aurora_uuid = sql(servers["aurora"], "SELECT @@server_uuid AS u")[0]["u"]
-    assert aurora_uuid not in sql(servers["aurora"], "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"]
+    aurora_uuid = query(servers["aurora"], "SELECT @@server_uuid AS u")[0]["u"]
+    assert aurora_uuid not in query(servers["aurora"], "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"]
 
 
 def test_conflict_stops_both_channels_and_both_fixes_make_them_agree(flab):
@@ -188,7 +133,7 @@ def test_conflict_stops_both_channels_and_both_fixes_make_them_agree(flab):
         assert d.to_frame()["fix step"].tolist() == ["fix:aurora", "fix:source"]
     _diagnosis, _outcomes, verification = fix_through_library(params, ["fix:aurora", "fix:source"])
     assert verification.ok
-    methods = {n: sql(i, "SELECT method FROM app_billing.payment_log WHERE method LIKE '%%-fix'")
+    methods = {n: query(i, "SELECT method FROM app_billing.payment_log WHERE method LIKE '%%-fix'")
                for n, i in servers.items()}
     assert methods["onprem"] == methods["aurora"] == [{"method": "src-fix"}]    # both failed: the source's kept
     assert_healthy(params)
@@ -206,7 +151,7 @@ def test_stopped_io_is_restarted_with_aurora_procedures(flab):
         repair.require_fixed(rb, d, settle=10)
         assert repair.verify(rb, d).ok
         assert repair.plan_fixes(rb, ts.diagnose(rb)) == []                   # a second run plans nothing
-    wait_for("the row on Aurora", lambda: sql(servers["aurora"], "SELECT 1 FROM tenant_acme.orders WHERE sku = 'fault-io'"))
+    wait_for("the row on Aurora", lambda: query(servers["aurora"], "SELECT 1 FROM tenant_acme.orders WHERE sku = 'fault-io'"))
     assert_healthy(params)
 
 
@@ -216,12 +161,12 @@ def test_purged_binlogs_declared_on_the_source_and_rows_copied(flab):
     with open_rb(params) as rb:
         p = ts.diagnose(rb).get("source")
         assert p.kind == "purged-binlogs" and p.errno in (1236, 13114)
-        aurora_uuid = sql(servers["aurora"], "SELECT @@server_uuid AS u")[0]["u"]
+        aurora_uuid = query(servers["aurora"], "SELECT @@server_uuid AS u")[0]["u"]
         assert p.missing.startswith(aurora_uuid) and p.missing.count(":") == 1
     _diagnosis, outcomes, verification = fix_through_library(params, ["fix:source"])
     assert verification.ok and [o.step_id for o in outcomes] == ["fix:source", "fix:source"]
     for inst in servers.values():
-        assert len(sql(inst, "SELECT id FROM tenant_globex.orders WHERE sku LIKE 'fault-purged-%%'")) == 2
+        assert len(query(inst, "SELECT id FROM tenant_globex.orders WHERE sku LIKE 'fault-purged-%%'")) == 2
     assert_healthy(params)
 
 

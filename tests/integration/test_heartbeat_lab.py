@@ -2,7 +2,6 @@
 '<RUNBOOK_TEST_LAB>-bidir', set up by bench.replicated_lab), and the lab endpoint's CloudWatch."""
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
@@ -10,20 +9,14 @@ import pytest
 
 from runbook_lib import heartbeat, session
 from runbook_lib.errors import NotApplied, RunbookError
+from tests.support import bidir_lab
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def two_way(request):
-    import bench
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-bidir"
-    ctx, built = bench.shared_replicated_lab(name, int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 10,
-                                             int(os.environ.get("RUNBOOK_TEST_ROWS", "50000")),
-                                             fresh=os.environ.get("RUNBOOK_TEST_LAB_REUSE") != "1")
-    if built and os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
-        request.config.add_cleanup(lambda: bench.take_down(ctx))
-    return ctx
+    return bidir_lab(request)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,11 @@ import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pymysql
 import pytest
 from botocore.exceptions import ClientError
+
+from tests.support import aws_client, query, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -31,16 +32,6 @@ BLOG_GROUP = {"binlog_format": "ROW", "gtid-mode": "ON", "enforce_gtid_consisten
               "auto_increment_offset": "1"}
 RUNNING = "SELECT 1 FROM performance_schema.replication_connection_status WHERE SERVICE_STATE = 'ON'"
 INSERT = "INSERT INTO tenant_acme.orders (sku, qty, placed_at) VALUES (%s, 1, NOW())"
-
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2, detail=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} {detail()}")
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +64,13 @@ def aws(elab):
     state, _ = elab
 
     def client(service: str):
-        return boto3.client(service, region_name="us-east-1", endpoint_url=state.endpoint_url,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return aws_client(state.endpoint_url, service)
     return client
 
 
 def admin(elab, **kw) -> pymysql.Connection:
     state, servers = elab
     return servers["aurora"].connect(user="admin", password=state.passwords["aurora_admin"], **kw)
-
-
-def query(inst, sql: str, args=None) -> list[dict]:
-    with inst.connect() as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
 
 
 def replica_errors(inst) -> str:

@@ -1,12 +1,12 @@
 """A lab instance of its own: up from nothing, down leaves no process behind."""
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
 from runbook_lib.lab import control
+from tests.support import lab_name, port_base
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -17,8 +17,7 @@ def _lab_processes(name: str) -> list[str]:
 
 
 def test_up_from_nothing_then_down_leaves_nothing(monkeypatch):
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-lifecycle"
-    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 24
+    name, base = lab_name("lifecycle"), port_base("lifecycle")
     control.down(name, destroy=True, say=lambda *_: None)
     try:
         state = control.up(name, port_base=base, persona_rows=1000, say=lambda *_: None)

@@ -9,98 +9,45 @@ must not care how the servers got there; the session's shared ``lab`` is not tou
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 
-import pymysql
 import pytest
-import yaml
 
-from runbook_lib import errors, replication as r, session
+from runbook_lib import errors, session
+from runbook_lib import replication as r
 from runbook_lib.gtid import GtidSet
+from tests.support import (
+    aurora_from_clone,
+    gtids,
+    own_lab,
+    params_variant,
+    prepare_source,
+    query,
+    replica_status,
+)
 
 pytestmark = pytest.mark.lab
 
 ALL = ["replication_users", "replication"]
 
 
-def wait_for(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
-def sql(inst, statement: str, args=None) -> list[dict]:
-    with inst.connect() as conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        rows = list(cur.fetchall() or ())
-        while cur.nextset():
-            pass
-        return rows
-
-
-def gtids(inst) -> GtidSet:
-    return GtidSet.parse(sql(inst, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"])
-
-
-def replica(inst) -> dict:
-    rows = sql(inst, "SHOW REPLICA STATUS")
-    return rows[0] if rows else {}
-
-
 def forget_channels(servers) -> None:
     for inst in servers.values():
-        sql(inst, "STOP REPLICA")
-        sql(inst, "RESET REPLICA ALL")
+        query(inst, "STOP REPLICA")
+        query(inst, "RESET REPLICA ALL")
 
 
 @pytest.fixture(scope="module")
 def rlab(tmp_path_factory):
     """(state, servers, params_file) of this module's lab instance, prepared as phases 1-4 leave it."""
-    from runbook_lib.lab import control, inspect
-    from runbook_lib.lab.aurora_standin import install_aurora_standin
-
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test") + "-repl"
-    base = int(os.environ.get("RUNBOOK_TEST_REPL_PORT_BASE",
-                              int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306")) + 20))
-    control.down(name, destroy=True, say=lambda *_: None)
-    try:
-        state = control.up(name, port_base=base, persona_rows=2000, say=lambda *_: None)
-        servers = control.instances(state)
-        src, aur = servers["onprem"], servers["aurora"]
-        for statement in ("SET PERSIST enforce_gtid_consistency = WARN",
-                          "SET PERSIST enforce_gtid_consistency = ON",
-                          "SET PERSIST gtid_mode = OFF_PERMISSIVE", "SET PERSIST gtid_mode = ON_PERMISSIVE"):
-            sql(src, statement)
-        wait_for("no anonymous transaction", lambda: sql(
-            src, "SHOW GLOBAL STATUS LIKE 'Ongoing_anonymous_transaction_count'")[0]["Value"] == "0")
-        for statement in ("SET PERSIST gtid_mode = ON", "SET PERSIST auto_increment_increment = 2",
-                          "SET PERSIST auto_increment_offset = 2",
-                          "INSTALL PLUGIN clone SONAME 'mysql_clone.so'",
-                          "INSERT INTO tenant_acme.orders (sku, qty, placed_at) "
-                          "VALUES ('pre-backup', 1, NOW())"):
-            sql(src, statement)
-        clone = src.runtime_dir.parent / "clone"
-        shutil.rmtree(clone, ignore_errors=True)
-        sql(src, f"CLONE LOCAL DATA DIRECTORY = '{src.runner.inside(clone)}'")
-        aur.stop()
-        aur.write_overrides({"log-bin": "binlog", "gtid_mode": "ON", "enforce_gtid_consistency": "ON",
-                             "auto_increment_increment": "2", "auto_increment_offset": "1"})
-        aur.replace_datadir(clone)
-        shutil.rmtree(clone, ignore_errors=True)
-        aur.start()
-        with aur.connect(cursorclass=pymysql.cursors.Cursor) as conn:
-            install_aurora_standin(conn, admin_password=state.passwords["aurora_admin"])
+    from runbook_lib.lab import inspect
+    with own_lab("repl") as (state, servers):
+        prepare_source(servers["onprem"])
+        query(servers["onprem"], "INSERT INTO tenant_acme.orders (sku, qty, placed_at) "
+                                 "VALUES ('pre-backup', 1, NOW())")
+        aurora_from_clone(state, servers)
         params = inspect.write_params(state, tmp_path_factory.mktemp("repl") / "lab.yaml")
-        data = {**yaml.safe_load(params.read_text()), "approvals": []}    # approvals only as told
-        params.write_text(yaml.safe_dump(data, sort_keys=False))
-        yield state, servers, params
-    finally:
-        control.down(name, destroy=True, say=lambda *_: None)
+        yield state, servers, params_variant(params, approvals=[])        # approvals only as told
 
 
 def open_rb(params_file, approve=ALL):
@@ -132,18 +79,18 @@ def test_nothing_approved_plans_both_steps_and_changes_nothing(rlab):
             r.require_running(rb)
         assert exc.value.step == "replication"
     assert {n: gtids(i) for n, i in servers.items()} == before
-    assert not replica(servers["onprem"]) and not replica(servers["aurora"])
+    assert not replica_status(servers["onprem"]) and not replica_status(servers["aurora"])
 
 
 def test_apply_both_steps(rlab):
     _, servers, params = rlab
     src, aur = servers["onprem"], servers["aurora"]
-    aurora_uuid = sql(aur, "SELECT @@server_uuid AS u")[0]["u"]
+    aurora_uuid = query(aur, "SELECT @@server_uuid AS u")[0]["u"]
     with open_rb(params) as rb:
         users = r.plan_replication_users(rb)
         users.apply()
-        assert sql(src, "SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'replicator'")[0]["n"] == 1
-        assert sql(aur, "SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'replicator'")[0]["n"] == 0
+        assert query(src, "SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'replicator'")[0]["n"] == 1
+        assert query(aur, "SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'replicator'")[0]["n"] == 0
         channels = r.plan_replication(rb, timeout=60)
         result = channels.apply()
         assert list(result["result"])[-1] == "done" and "arrived after" in " ".join(result["result"])
@@ -152,13 +99,13 @@ def test_apply_both_steps(rlab):
         assert [c.status for c in r.account_checks(rb)] == ["pass", "pass", "pass"]
         assert [c.status for c in r.retention_checks(rb)] == ["pass"]
     for inst, port, retry in ((aur, src.port, 60), (src, aur.port, 2)):
-        s = replica(inst)
+        s = replica_status(inst)
         assert (s["Replica_IO_Running"], s["Replica_SQL_Running"], s["Auto_Position"]) == ("Yes", "Yes", 1)
         assert (s["Source_Port"], s["Source_User"], s["Source_SSL_Allowed"], s["Connect_Retry"]) == \
             (port, "replicator", "Yes", retry)
     # the account reached Aurora by replication: Aurora has written nothing of its own
     assert aurora_uuid not in gtids(aur).uuids()
-    assert sql(aur, "SHOW GRANTS FOR 'replicator'@'%'") == sql(src, "SHOW GRANTS FOR 'replicator'@'%'")
+    assert query(aur, "SHOW GRANTS FOR 'replicator'@'%'") == query(src, "SHOW GRANTS FOR 'replicator'@'%'")
 
 
 def test_second_plan_is_empty_and_the_canary_passes(rlab):
@@ -173,7 +120,7 @@ def test_second_plan_is_empty_and_the_canary_passes(rlab):
         after = {n: gtids(i) for n, i in servers.items()}
         assert after["onprem"] == after["aurora"]
         assert (after["onprem"] - before["onprem"]).count() == 2       # exactly the two canary rows
-        rows = sql(servers["onprem"], "SELECT id, written_on FROM runbook.canary ORDER BY id")
+        rows = query(servers["onprem"], "SELECT id, written_on FROM runbook.canary ORDER BY id")
         assert {(row["id"] % 2, row["written_on"]) for row in rows} == {(0, "source"), (1, "aurora")}
 
 
@@ -195,7 +142,7 @@ def test_channels_configured_differently_are_planned_and_fixed(rlab):
     src, aur = servers["onprem"], servers["aurora"]
     for inst, change in ((src, "SOURCE_CONNECT_RETRY = 60"), (aur, f"SOURCE_PORT = {src.port + 50}")):
         for statement in ("STOP REPLICA", f"CHANGE REPLICATION SOURCE TO {change}", "START REPLICA"):
-            sql(inst, statement)
+            query(inst, statement)
     with open_rb(params) as rb:
         channels = r.plan_replication(rb)
         actions = [(s.target, s.action) for s in channels.plan.steps]
@@ -215,10 +162,10 @@ def test_channels_configured_differently_are_planned_and_fixed(rlab):
 def test_a_stale_plan_is_refused(rlab):
     _, servers, params = rlab
     with open_rb(params) as rb:
-        sql(servers["onprem"], "STOP REPLICA")
+        query(servers["onprem"], "STOP REPLICA")
         change = r.plan_replication(rb)
         assert [s.action for s in change.plan.steps] == ["start replication (aurora → source)"]
-        sql(servers["onprem"], "START REPLICA")
+        query(servers["onprem"], "START REPLICA")
         with pytest.raises(errors.PlanStale):
             change.apply()
         assert r.plan_replication(rb).plan.is_empty
@@ -227,7 +174,7 @@ def test_a_stale_plan_is_refused(rlab):
 def test_extra_privileges_are_revoked_on_the_source_and_replicate(rlab):
     _, servers, params = rlab
     src, aur = servers["onprem"], servers["aurora"]
-    sql(src, "GRANT SELECT, BACKUP_ADMIN ON *.* TO 'replicator'@'%'")
+    query(src, "GRANT SELECT, BACKUP_ADMIN ON *.* TO 'replicator'@'%'")
     with open_rb(params) as rb:
         wait_until = r.executed_gtids(rb.source())
         r.wait_until_caught_up(rb.aurora(), wait_until, timeout=20)
@@ -238,7 +185,7 @@ def test_extra_privileges_are_revoked_on_the_source_and_replicate(rlab):
         users.apply()
         r.wait_until_caught_up(rb.aurora(), r.executed_gtids(rb.source()), timeout=20)
         assert [c.status for c in r.account_checks(rb)] == ["pass", "pass", "pass"]
-    assert sql(aur, "SHOW GRANTS FOR 'replicator'@'%'") == sql(src, "SHOW GRANTS FOR 'replicator'@'%'")
+    assert query(aur, "SHOW GRANTS FOR 'replicator'@'%'") == query(src, "SHOW GRANTS FOR 'replicator'@'%'")
 
 
 def test_wrong_password_shows_the_io_error_then_the_right_one_repairs(rlab, monkeypatch):
