@@ -1,6 +1,6 @@
 """What the lab and notebook tests share: their labs' names and ports, SQL on a lab server as labroot,
 waiting for a condition, replication set up directly with labroot, parameters-file variants, boto3 on a
-lab endpoint.  Import it as ``from tests.support import ...``.
+lab endpoint, and the notebook runs' outputs.  Import it as ``from tests.support import ...``.
 
 Ports of the suite's labs.  Each lab takes three ports from its base: onprem, aurora (+1) and the AWS
 endpoint (+2).  The base is ``$RUNBOOK_TEST_PORT_BASE`` (default 25306) plus the offset below, or
@@ -235,3 +235,39 @@ def aws_client(endpoint_url: str, service: str) -> Any:
     return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint_url,
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
+
+# --- the notebook tests' runs ------------------------------------------------------------------------
+
+def last_run(pipeline, stem: str) -> Any:
+    """The executed copy of notebooks/<stem>.ipynb that papermill wrote last (also when it failed)."""
+    import nbformat
+    return nbformat.read(max(pipeline.out_dir.glob(f"*-{stem}.ipynb")), as_version=4)
+
+
+def last_output(pipeline, stem: str) -> str:
+    """Every text the last run of ``stem`` showed (see :func:`tests.notebooks.conftest.outputs_text`)."""
+    from tests.notebooks.conftest import outputs_text
+    return outputs_text(last_run(pipeline, stem))
+
+
+SOURCE_STATE_SQL = """SELECT @@global.gtid_mode AS gtid_mode, @@global.enforce_gtid_consistency AS enforce,
+    @@global.auto_increment_increment AS inc, @@global.auto_increment_offset AS off,
+    @@global.log_bin_trust_function_creators AS trust, @@global.binlog_expire_logs_seconds AS expire,
+    @@global.server_id AS server_id, @@global.binlog_format AS fmt, @@global.sync_binlog AS sync,
+    @@global.log_bin AS log_bin, @@global.gtid_executed AS gtids"""
+
+
+def source_state(lab) -> dict:
+    """Everything phases 1 and 2 could change on the lab's source, read as labroot: its settings, its
+    persisted settings, its binary log position (None without a binary log) and its number of accounts."""
+    with lab.root("onprem") as conn, conn.cursor() as cur:
+        cur.execute(SOURCE_STATE_SQL)
+        state = dict(cur.fetchone())
+        cur.execute("SELECT variable_name, variable_value FROM performance_schema.persisted_variables")
+        state["persisted"] = {r["variable_name"]: r["variable_value"] for r in cur.fetchall()}
+        cur.execute("SHOW BINARY LOG STATUS")
+        status = cur.fetchone()
+        state["binlog"] = (status["File"], status["Position"]) if status else None
+        cur.execute("SELECT COUNT(*) AS n FROM mysql.user")
+        state["accounts"] = cur.fetchone()["n"]
+    return state

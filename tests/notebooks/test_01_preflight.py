@@ -7,31 +7,9 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
+from tests.support import source_state
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
-
-STATE_SQL = """SELECT @@global.gtid_mode AS gtid_mode, @@global.enforce_gtid_consistency AS enforce,
-    @@global.auto_increment_increment AS inc, @@global.auto_increment_offset AS off,
-    @@global.log_bin_trust_function_creators AS trust, @@global.binlog_expire_logs_seconds AS expire,
-    @@global.server_id AS server_id, @@global.binlog_format AS fmt, @@global.sync_binlog AS sync,
-    @@global.gtid_executed AS gtids"""
-
-
-def source_state(lab) -> dict:
-    """Everything preflight could change on the source: settings, persisted settings, the binlog position."""
-    with lab.root("onprem") as conn, conn.cursor() as cur:
-        cur.execute(STATE_SQL)
-        state = dict(cur.fetchone())
-        cur.execute("SELECT variable_name, variable_value FROM performance_schema.persisted_variables "
-                    "ORDER BY 1")
-        state["persisted"] = [tuple(r.values()) for r in cur.fetchall()]
-        cur.execute("SHOW BINARY LOG STATUS")
-        status = cur.fetchone()
-        state["binlog"] = (status["File"], status["Position"])
-        cur.execute("SELECT COUNT(*) AS n FROM mysql.user")
-        state["accounts"] = cur.fetchone()["n"]
-    return state
-
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -6,35 +6,9 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output, source_state
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
-
-STATE_SQL = """SELECT @@global.gtid_mode AS gtid_mode, @@global.enforce_gtid_consistency AS enforce,
-    @@global.auto_increment_increment AS inc, @@global.auto_increment_offset AS off,
-    @@global.log_bin_trust_function_creators AS trust, @@global.binlog_expire_logs_seconds AS expire,
-    @@global.server_id AS server_id, @@global.binlog_format AS fmt, @@global.sync_binlog AS sync,
-    @@global.log_bin AS log_bin, @@global.gtid_executed AS gtids"""
-
-
-def source_state(lab) -> dict:
-    """The source's settings, its persisted settings and its binlog position, read as labroot."""
-    with lab.root("onprem") as conn, conn.cursor() as cur:
-        cur.execute(STATE_SQL)
-        state = dict(cur.fetchone())
-        cur.execute("SELECT variable_name, variable_value FROM performance_schema.persisted_variables "
-                    "ORDER BY 1")
-        state["persisted"] = {r["variable_name"]: r["variable_value"] for r in cur.fetchall()}
-        cur.execute("SHOW BINARY LOG STATUS")
-        status = cur.fetchone()
-        state["binlog"] = (status["File"], status["Position"]) if status else None
-    return state
-
-
-def last_output(pipeline, stem: str):
-    """The executed notebook papermill saved for the most recent (failed) run of *stem*."""
-    import nbformat
-    return nbformat.read(sorted(pipeline.out_dir.glob(f"*-{stem}.ipynb"))[-1], as_version=4)
-
 
 def test_without_approval_nothing_changes_and_the_check_cell_stops(lab, pipeline):
     before = source_state(lab)
@@ -44,7 +18,7 @@ def test_without_approval_nothing_changes_and_the_check_cell_stops(lab, pipeline
     err = caught.value
     assert err.ename == "NotApplied" and "source_binlog.verify" in err.source
     assert "gtid_mode=ON" in err.evalue and "approve and apply step 'source_binlog'" in err.evalue
-    text = outputs_text(last_output(pipeline, "02_source_binlog"))
+    text = last_output(pipeline, "02_source_binlog")
     assert "SKIPPED: step 'source_binlog' not approved" in text
     assert "SET PERSIST gtid_mode = &#x27;OFF_PERMISSIVE&#x27;" in text or \
         "SET PERSIST gtid_mode = 'OFF_PERMISSIVE'" in text                    # the plan was shown
@@ -94,7 +68,7 @@ def test_a_source_without_binary_log_needs_a_restart_with_the_printed_lines(lab,
         assert err.ename == "NotApplied" and "source_binlog.verify" in err.source
         assert "log_bin=ON" in err.evalue and "restart MySQL" in err.evalue
         assert "log-bin = mysql-bin" in err.evalue and "gtid_mode = ON" in err.evalue
-        text = outputs_text(last_output(pipeline, "02_source_binlog"))
+        text = last_output(pipeline, "02_source_binlog")
         assert "A RESTART of the source is needed for log_bin" in text
     finally:
         onprem.stop()

@@ -9,6 +9,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -27,15 +28,10 @@ def group_state(lab, name: str) -> dict | None:
             "values": {p["ParameterName"]: (p["ParameterValue"], p["ApplyMethod"]) for p in user}}
 
 
-def last_output(pipeline, stem: str):
-    import nbformat
-    return nbformat.read(max(pipeline.out_dir.glob(f"*-{stem}.ipynb")), as_version=4)
-
-
 def failed_run(pipeline, params_file):
     with pytest.raises(PapermillExecutionError) as caught:
         pipeline.run(STEM, params_file)
-    return caught.value, outputs_text(last_output(pipeline, STEM))
+    return caught.value, last_output(pipeline, STEM)
 
 
 def test_without_approval_no_group_is_created(lab, pipeline):

@@ -12,6 +12,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from runbook_lib.gtid import GtidSet
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -62,11 +63,6 @@ def manifests(params: dict) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(params["backup_dir"]).glob("*.runbook.json"))]
 
 
-def last_output(pipeline, stem: str):
-    import nbformat
-    return nbformat.read(max(pipeline.out_dir.glob(f"*-{stem}.ipynb")), as_version=4)
-
-
 def test_without_approvals_nothing_is_backed_up_uploaded_or_restored(lab, pipeline):
     pipeline.through("03_parameter_group")
     p = pipeline.params
@@ -77,7 +73,7 @@ def test_without_approvals_nothing_is_backed_up_uploaded_or_restored(lab, pipeli
     err = caught.value
     assert err.ename == "NotApplied" and "backup_restore.latest_backup" in err.source
     assert "completed backup" in err.evalue and "'backup'" in err.evalue
-    text = outputs_text(last_output(pipeline, STEM))
+    text = last_output(pipeline, STEM)
     assert "SKIPPED: step 'backup' not approved" in text
     assert "CLONE LOCAL DATA DIRECTORY" in text and "INSTALL PLUGIN clone" in text       # the plan was shown
     assert (backup_dir(p), aws_state(lab, p), server_state(lab, "aurora", p["app_schemas"])) == before

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 
-import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from runbook_lib.gtid import GtidSet
 from tests.notebooks.conftest import outputs_text
+from tests.support import gtids, last_output, last_run, query
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -20,31 +19,17 @@ STEM = "06_validation"
 SHORT = {"lag_seconds": 3.0}
 
 
-def sql(lab, name: str, statement: str, args=None) -> list[dict]:
-    with lab.root(name) as conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        return list(cur.fetchall() or ())
-
-
-def gtids(lab, name: str) -> GtidSet:
-    return GtidSet.parse(sql(lab, name, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"])
-
-
 def has_heartbeat(lab, name: str) -> bool:
-    return bool(sql(lab, name, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'runbook' "
-                               "AND TABLE_NAME = 'heartbeat'"))
+    return bool(query(lab.instances[name], "SELECT 1 FROM information_schema.TABLES "
+                                           "WHERE TABLE_SCHEMA = 'runbook' AND TABLE_NAME = 'heartbeat'"))
 
 
 def app_counts(lab, name: str) -> dict:
-    tables = [r["t"] for r in sql(lab, name, "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM "
-                                             "information_schema.TABLES WHERE TABLE_SCHEMA IN ('app_crm', "
-                                             "'app_billing', 'tenant_acme', 'tenant_globex')")]
-    return {t: sql(lab, name, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
-
-
-def last_output(pipeline) -> str:
-    path = max(pipeline.out_dir.glob(f"*-{STEM}.ipynb"))
-    return outputs_text(nbformat.read(path, as_version=4))
+    server = lab.instances[name]
+    tables = [r["t"] for r in query(server, "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM "
+                                            "information_schema.TABLES WHERE TABLE_SCHEMA IN ('app_crm', "
+                                            "'app_billing', 'tenant_acme', 'tenant_globex')")]
+    return {t: query(server, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
 
 
 def failing(pipeline, params_file, **parameters) -> str:
@@ -55,36 +40,36 @@ def failing(pipeline, params_file, **parameters) -> str:
 
 def test_without_approval_the_lag_cell_stops_and_nothing_changes(pipeline, lab):
     pipeline.through("05_replication")
-    before = {n: gtids(lab, n) for n in ("onprem", "aurora")}
+    before = {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")}
     assert not has_heartbeat(lab, "onprem")
     error = failing(pipeline, pipeline.params_file(approvals=[]))
     assert "NotApplied" in error and "runbook.heartbeat" in error and "replication" in error
-    text = last_output(pipeline)
+    text = last_output(pipeline, STEM)
     assert "PASS: bi-directional replication" in text and "SKIPPED: step 'replication' not approved" in text
-    assert {n: gtids(lab, n) for n in ("onprem", "aurora")} == before
+    assert {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")} == before
     assert not has_heartbeat(lab, "onprem") and not has_heartbeat(lab, "aurora")
 
 
 def test_unreachable_aurora_fails_in_its_first_cell(pipeline, lab):
-    before = gtids(lab, "onprem")
+    before = gtids(lab.instances["onprem"])
     error = failing(pipeline, pipeline.params_file(aurora_port=1))
     assert "ConnectionFailed" in error and "127.0.0.1:1" in error
-    nb = nbformat.read(max(pipeline.out_dir.glob(f"*-{STEM}.ipynb")), as_version=4)
+    nb = last_run(pipeline, STEM)
     failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert failed[0].source.startswith("statuses = validation.show_directions")
-    assert gtids(lab, "onprem") == before and not has_heartbeat(lab, "onprem")
+    assert gtids(lab.instances["onprem"]) == before and not has_heartbeat(lab, "onprem")
 
 
 def test_a_bad_knob_is_named_before_anything_runs(pipeline, lab):
-    before = gtids(lab, "onprem")
+    before = gtids(lab.instances["onprem"])
     error = failing(pipeline, None, metric_period_s=45)
     assert "ParameterError" in error and "metric_period_s" in error
     error = failing(pipeline, None, lag_seconds=0)
     assert "ParameterError" in error and "lag_seconds" in error
-    nb = nbformat.read(max(pipeline.out_dir.glob(f"*-{STEM}.ipynb")), as_version=4)
+    nb = last_run(pipeline, STEM)
     failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert "validation.check_knobs" in failed[0].source
-    assert gtids(lab, "onprem") == before and not has_heartbeat(lab, "onprem")
+    assert gtids(lab.instances["onprem"]) == before and not has_heartbeat(lab, "onprem")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +92,7 @@ def test_approved_run_validates_both_directions_lag_and_data(approved, lab):
                  "PASS: both sides hold the same data", "PASS: bi-directional replication validated"):
         assert line in text
     assert has_heartbeat(lab, "onprem") and has_heartbeat(lab, "aurora")
-    labels = sorted(r["label"] for r in sql(lab, "aurora", "SELECT label FROM runbook.heartbeat"))
+    labels = sorted(r["label"] for r in query(lab.instances["aurora"], "SELECT label FROM runbook.heartbeat"))
     assert labels == ["aurora", "onprem"]                      # both sides wrote, both rows replicated
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) == 1
@@ -128,11 +113,11 @@ def test_second_run_plans_nothing_and_changes_only_heartbeat_rows(approved, pipe
     assert "heartbeat table for lag measurement: nothing to do (step 'replication')" in text
     assert "PASS: bi-directional replication validated" in text
     assert {n: app_counts(lab, n) for n in ("onprem", "aurora")} == before
-    assert sql(lab, "onprem", "SELECT COUNT(*) AS n FROM runbook.heartbeat")[0]["n"] == 2
+    assert query(lab.instances["onprem"], "SELECT COUNT(*) AS n FROM runbook.heartbeat")[0]["n"] == 2
 
 
 def test_a_row_changed_on_one_side_only_is_found_with_its_key(approved, pipeline, lab):
-    key = sql(lab, "aurora", "SELECT MAX(id) DIV 3 AS k FROM app_crm.persona")[0]["k"]
+    key = query(lab.instances["aurora"], "SELECT MAX(id) DIV 3 AS k FROM app_crm.persona")[0]["k"]
     change = "UPDATE app_crm.persona SET last_name = CONCAT(last_name, %s) WHERE id = %s"
     with lab.root("aurora") as conn, conn.cursor() as cur:
         cur.execute("SET SESSION sql_log_bin = 0")
@@ -143,5 +128,5 @@ def test_a_row_changed_on_one_side_only_is_found_with_its_key(approved, pipeline
             cur.execute("UPDATE app_crm.persona SET last_name = TRIM(TRAILING '!' FROM last_name) WHERE id = %s",
                         (key,))
     assert "CheckFailed" in error and "app_crm.persona" in error
-    text = last_output(pipeline)
+    text = last_output(pipeline, STEM)
     assert "FAIL: 1 of" in text and f"{key} (changed, 1 row(s))" in text

@@ -13,6 +13,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output, query
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks, pytest.mark.slow]
 
@@ -22,15 +23,9 @@ SHORT = {"batch_rows": 1000, "interval_seconds": 0.2, "duration_seconds": 15, "f
 TABLES = ("failover_rows", "failover_runs")
 
 
-def query(lab, side: str, sql: str, args=None) -> list[dict]:
-    with lab.root(side) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
 def failover_tables(lab, side: str) -> set[str]:
-    rows = query(lab, side, "SELECT TABLE_NAME AS t FROM information_schema.TABLES "
-                            "WHERE TABLE_SCHEMA = 'runbook' AND TABLE_NAME IN %s", (TABLES,))
+    rows = query(lab.instances[side], "SELECT TABLE_NAME AS t FROM information_schema.TABLES "
+                                      "WHERE TABLE_SCHEMA = 'runbook' AND TABLE_NAME IN %s", (TABLES,))
     return {r["t"] for r in rows}
 
 
@@ -42,7 +37,7 @@ def writer(lab) -> str:
 
 
 def runs(lab) -> list[dict]:
-    return query(lab, "onprem", "SELECT run_id, verdict FROM runbook.failover_runs ORDER BY run_id")
+    return query(lab.instances["onprem"], "SELECT run_id, verdict FROM runbook.failover_runs ORDER BY run_id")
 
 
 def run_failing(pipeline, params, **parameters) -> str:
@@ -56,8 +51,7 @@ def test_without_approval_nothing_is_written_and_no_failover_happens(lab, pipeli
     before = writer(lab)
     error = run_failing(pipeline, pipeline.params_file(approvals=[]), **SHORT)
     assert "NotApplied" in error and "failover_test" in error
-    skipped = sorted(pipeline.out_dir.glob(f"*-{NB}.ipynb"))[-1]
-    assert "SKIPPED: step 'failover_test' not approved" in skipped.read_text()
+    assert "SKIPPED: step 'failover_test' not approved" in last_output(pipeline, NB)
     assert failover_tables(lab, "onprem") == failover_tables(lab, "aurora") == set()
     assert writer(lab) == before
 
@@ -102,9 +96,9 @@ def test_the_cluster_failed_over_and_every_row_is_on_both_sides(lab, ran):
     run_id = figures["run_id"]
     for side in ("onprem", "aurora"):
         rows = {r["origin"]: r for r in query(
-            lab, side, "SELECT origin, COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi, "
-                       "SUM(MOD(id, 2) = IF(origin = 'source', 0, 1)) AS own_parity "
-                       "FROM runbook.failover_rows WHERE run_id = %s GROUP BY origin", (run_id,))}
+            lab.instances[side], "SELECT origin, COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi, "
+                                 "SUM(MOD(id, 2) = IF(origin = 'source', 0, 1)) AS own_parity "
+                                 "FROM runbook.failover_rows WHERE run_id = %s GROUP BY origin", (run_id,))}
         for origin, acked in figures["rows_acknowledged"].items():
             assert (rows[origin]["n"], rows[origin]["lo"], rows[origin]["hi"]) == (acked, 1, acked)
             assert rows[origin]["own_parity"] == acked          # source ids even, aurora ids odd
@@ -114,18 +108,18 @@ def test_the_cluster_failed_over_and_every_row_is_on_both_sides(lab, ran):
 def test_a_second_run_changes_nothing(lab, pipeline, ran):
     _, figures, _ = ran
     approvals = [a for a in pipeline.params["approvals"] if not a.startswith("cleanup")]
-    count = query(lab, "onprem", "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"]
+    count = query(lab.instances["onprem"], "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"]
     nb = pipeline.run(NB, pipeline.params_file(approvals=approvals), **SHORT)
     text = outputs_text(nb)
     assert "nothing to do (step 'failover_test')" in text and f"CONVERGED: run {figures['run_id']}," in text
     assert len(runs(lab)) == 1 and writer(lab) == figures["failover"]["to"]
-    assert query(lab, "onprem", "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"] == count
+    assert query(lab.instances["onprem"], "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"] == count
 
 
 def test_approved_cleanup_empties_the_rows_and_keeps_the_record(lab, pipeline, ran):
     nb = pipeline.run(NB, None, **SHORT)                     # the lab's approvals include cleanup:*
     assert "APPLIED: step 'cleanup:failover_rows'" in outputs_text(nb)
-    assert query(lab, "onprem", "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"] == 0
+    assert query(lab.instances["onprem"], "SELECT COUNT(*) AS n FROM runbook.failover_rows")[0]["n"] == 0
     assert len(runs(lab)) == 1
     again = pipeline.run(NB, None, **SHORT)
     assert "nothing to do (step 'cleanup:failover_rows')" in outputs_text(again)

@@ -13,6 +13,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output, query, settle
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -22,31 +23,12 @@ FAST = {"write_window_seconds": 1.0, "catch_up_timeout_seconds": 30.0}
 SIDES = ("onprem", "aurora")
 
 
-def query(lab, side: str, sql: str, args=None) -> list[dict]:
-    with lab.root(side) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def settle(lab) -> None:
-    """Each side has executed the other's transactions: a replicated account statement has landed."""
-    for a, b in (("onprem", "aurora"), ("aurora", "onprem")):
-        executed = query(lab, a, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"]
-        assert query(lab, b, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, 30) AS w", (executed,))[0]["w"] == 0
-
-
 def locks(lab, user: str = "crm_app") -> dict[str, str]:
     """mysql.user.account_locked of user@'%' on each side ('missing' where it does not exist)."""
-    settle(lab)
-    rows = {side: query(lab, side, "SELECT account_locked AS l FROM mysql.user WHERE User = %s AND Host = '%%'",
-                        (user,)) for side in SIDES}
+    settle(lab.instances, 30)          # a replicated account statement has landed
+    rows = {side: query(lab.instances[side], "SELECT account_locked AS l FROM mysql.user "
+                                             "WHERE User = %s AND Host = '%%'", (user,)) for side in SIDES}
     return {side: r[0]["l"] if r else "missing" for side, r in rows.items()}
-
-
-def last_output(pipeline) -> str:
-    import nbformat
-    path = sorted(pipeline.out_dir.glob(f"*-{NB}.ipynb"))[-1]
-    return outputs_text(nbformat.read(path, as_version=4))
 
 
 def rows_of(text: str, table: str) -> list[str]:
@@ -62,15 +44,17 @@ def rows_of(text: str, table: str) -> list[str]:
 
 def test_without_approval_nothing_changes_and_the_guard_names_tables_written_from_both_sides(lab, pipeline):
     pipeline.through(PREVIOUS)
-    query(lab, "onprem", "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('both', 1, NOW())")
-    query(lab, "aurora", "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('both', 1, NOW())")
+    for side in SIDES:
+        query(lab.instances[side],
+              "INSERT INTO tenant_globex.orders (sku, qty, placed_at) VALUES ('both', 1, NOW())")
     # a table no other test writes (tenant_acme.orders is written from both sides by phases 4 and 5's tests)
-    query(lab, "onprem", "INSERT INTO app_billing.invoice (persona_id, amount, issued_at) VALUES (1, 10, NOW())")
+    query(lab.instances["onprem"],
+          "INSERT INTO app_billing.invoice (persona_id, amount, issued_at) VALUES (1, 10, NOW())")
     before = {u: locks(lab, u) for u in ("crm_app", "acme_app")}
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(NB, pipeline.params_file(approvals=[]), **FAST)
     assert exc.value.ename == "NotApplied" and "cutover:crm" in exc.value.evalue
-    text = last_output(pipeline)
+    text = last_output(pipeline, NB)
     assert "SKIPPED: step 'cutover:crm' not approved" in text
     assert "PASS: before the cutover of crm" in text
     assert {u: locks(lab, u) for u in ("crm_app", "acme_app")} == before

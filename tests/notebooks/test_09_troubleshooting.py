@@ -5,15 +5,12 @@ nothing, a second run plans nothing, and a bad knob fails in the first cell that
 """
 from __future__ import annotations
 
-import time
-
-import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from runbook_lib.gtid import GtidSet
 from runbook_lib.lab import faults
 from tests.notebooks.conftest import outputs_text
+from tests.support import gtids, last_output, query, replica_status, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -21,51 +18,23 @@ STEM = "09_troubleshooting"
 SCHEMAS = ("app_crm", "app_billing", "tenant_acme", "tenant_globex")
 
 
-def sql(lab, name: str, statement: str, args=None) -> list[dict]:
-    with lab.root(name) as conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        return list(cur.fetchall() or ())
-
-
-def gtids(lab, name: str) -> GtidSet:
-    return GtidSet.parse(sql(lab, name, "SELECT @@GLOBAL.gtid_executed AS g")[0]["g"])
-
-
-def channel(lab, name: str) -> dict:
-    rows = sql(lab, name, "SHOW REPLICA STATUS")
-    return rows[0] if rows else {}
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
-    return value
-
-
 def checksums(lab, name: str) -> dict:
-    tables = sql(lab, name, "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM information_schema.TABLES "
-                            "WHERE TABLE_SCHEMA IN %s AND TABLE_TYPE = 'BASE TABLE'", (SCHEMAS,))
+    server = lab.instances[name]
+    tables = query(server, "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) AS t FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA IN %s AND TABLE_TYPE = 'BASE TABLE'", (SCHEMAS,))
     out = {}
     for row in tables:
-        out[row["t"]] = sql(lab, name, f"CHECKSUM TABLE {row['t']}")[0]["Checksum"]
+        out[row["t"]] = query(server, f"CHECKSUM TABLE {row['t']}")[0]["Checksum"]
     return out
 
 
 def assert_healthy(lab) -> None:
     """Both channels run, both sides have the same transactions and the same data."""
     for name in ("onprem", "aurora"):
-        s = channel(lab, name)
+        s = replica_status(lab.instances[name])
         assert (s["Replica_IO_Running"], s["Replica_SQL_Running"]) == ("Yes", "Yes"), (name, s["Last_Error"])
-    wait_for("both sides equal", lambda: gtids(lab, "onprem") == gtids(lab, "aurora"))
+    wait_for("both sides equal", lambda: gtids(lab.instances["onprem"]) == gtids(lab.instances["aurora"]), 60)
     assert checksums(lab, "onprem") == checksums(lab, "aurora")
-
-
-def last_output(pipeline) -> str:
-    path = max(pipeline.out_dir.glob(f"*-{STEM}.ipynb"))
-    return outputs_text(nbformat.read(path, as_version=4))
 
 
 def inject(lab, fault: str) -> faults.FaultReport:
@@ -74,32 +43,32 @@ def inject(lab, fault: str) -> faults.FaultReport:
 
 def test_healthy_lab_plans_nothing(pipeline, lab):
     pipeline.through("08_cutover")          # the latest phase there is; 06 is not written yet
-    wait_for("both sides equal", lambda: gtids(lab, "onprem") == gtids(lab, "aurora"))
-    before = {n: gtids(lab, n) for n in ("onprem", "aurora")}
+    wait_for("both sides equal", lambda: gtids(lab.instances["onprem"]) == gtids(lab.instances["aurora"]), 60)
+    before = {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")}
     text = outputs_text(pipeline.run(STEM))
     assert "PASS: both replication channels run without errors" in text
     assert "Nothing to fix: both channels run." in text and "PASS: both channels run" in text
-    assert {n: gtids(lab, n) for n in ("onprem", "aurora")} == before
+    assert {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")} == before
 
 
 def test_without_approval_it_only_diagnoses(pipeline, lab):
     pipeline.through("08_cutover")
     inject(lab, "duplicate-key")
-    before = {n: gtids(lab, n) for n in ("onprem", "aurora")}
-    failing = channel(lab, "aurora")["Last_SQL_Error"]
+    before = {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")}
+    failing = replica_status(lab.instances["aurora"])["Last_SQL_Error"]
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(STEM)                   # the yaml approves no fix:<channel>
     assert exc.value.ename == "NotApplied" and "fix:aurora" in exc.value.evalue
-    text = last_output(pipeline)
+    text = last_output(pipeline, STEM)
     assert "row-conflict" in text and "persona.PRIMARY" in text and "Write_rows on app_crm.persona" in text
     assert "SKIPPED: step 'fix:aurora' not approved" in text
-    assert {n: gtids(lab, n) for n in ("onprem", "aurora")} == before
-    assert channel(lab, "aurora")["Last_SQL_Error"] == failing
+    assert {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")} == before
+    assert replica_status(lab.instances["aurora"])["Last_SQL_Error"] == failing
 
 
 def test_duplicate_key_fixed_by_the_notebook(pipeline, lab):
     pipeline.through("08_cutover")
-    if channel(lab, "aurora").get("Last_SQL_Errno") != 1062:        # run alone: inject it here
+    if replica_status(lab.instances["aurora"]).get("Last_SQL_Errno") != 1062:    # run alone: inject it here
         inject(lab, "duplicate-key")
     text = outputs_text(pipeline.run(STEM, approve=["fix:aurora"]))
     assert "APPLIED: step 'fix:aurora'" in text and "PASS: both channels run; data agree" in text
@@ -125,7 +94,8 @@ def test_stopped_io_fixed_by_the_notebook(pipeline, lab):
     inject(lab, "stopped-io")
     text = outputs_text(pipeline.run(STEM, approve=["fix:aurora"], tables=["tenant_acme.orders"]))
     assert "CALL mysql.rds_stop_replication" in text and "PASS: both channels run; data agree" in text
-    assert sql(lab, "aurora", "SELECT COUNT(*) AS n FROM tenant_acme.orders WHERE sku = 'fault-io'")[0]["n"] >= 1
+    assert query(lab.instances["aurora"],
+                 "SELECT COUNT(*) AS n FROM tenant_acme.orders WHERE sku = 'fault-io'")[0]["n"] >= 1
     assert_healthy(lab)
 
 
@@ -140,7 +110,7 @@ def test_purged_binlogs_fixed_by_the_notebook(pipeline, lab):
 
 def test_bad_knob_fails_in_the_first_cell_that_needs_it(pipeline, lab):
     pipeline.through("08_cutover")
-    before = {n: gtids(lab, n) for n in ("onprem", "aurora")}
+    before = {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")}
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(STEM, fix="yolo")
     assert exc.value.ename == "ParameterError" and "'fix'" in exc.value.evalue
@@ -148,4 +118,4 @@ def test_bad_knob_fails_in_the_first_cell_that_needs_it(pipeline, lab):
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(STEM, pipeline.params_file(aurora_port=lab.state.port_base + 50))
     assert exc.value.ename == "ConnectionFailed" and "diagnose" in exc.value.source
-    assert {n: gtids(lab, n) for n in ("onprem", "aurora")} == before
+    assert {n: gtids(lab.instances[n]) for n in ("onprem", "aurora")} == before

@@ -13,6 +13,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from runbook_lib.runner import discover
 from tests.notebooks.conftest import outputs_text
+from tests.support import last_output, query
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -26,12 +27,6 @@ def previous_phase() -> str:
     return stems[stems.index(STEM) - 1]
 
 
-def sql(lab, name: str, statement: str) -> list[dict]:
-    with lab.root(name) as conn, conn.cursor() as cur:
-        cur.execute(statement)
-        return list(cur.fetchall() or ())
-
-
 def lab_state(lab, p: dict) -> dict:
     """What the clean-up may remove, read directly on both servers, the endpoint and the disk."""
     rds, s3 = lab.aws("rds"), lab.aws("s3")
@@ -39,9 +34,9 @@ def lab_state(lab, p: dict) -> dict:
     folder = Path(p["backup_dir"])
     return {
         "channels": {n: [(r["Source_Port"], r["Replica_IO_Running"], r["Replica_SQL_Running"])
-                         for r in sql(lab, n, "SHOW REPLICA STATUS")] for n in ("onprem", "aurora")},
-        "accounts": {n: len(sql(lab, n, "SELECT 1 FROM mysql.user WHERE User = 'replicator'"))
-                     for n in ("onprem", "aurora")},
+                         for r in query(s, "SHOW REPLICA STATUS")] for n, s in lab.instances.items()},
+        "accounts": {n: len(query(s, "SELECT 1 FROM mysql.user WHERE User = 'replicator'"))
+                     for n, s in lab.instances.items()},
         "clusters": sorted(c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]),
         "instances": sorted(i["DBInstanceIdentifier"] for i in rds.describe_db_instances()["DBInstances"]),
         "group": [g["DBClusterParameterGroupName"] for g in rds.describe_db_cluster_parameter_groups()[
@@ -52,12 +47,6 @@ def lab_state(lab, p: dict) -> dict:
         "snapshots": sorted(s["DBClusterSnapshotIdentifier"] for s in rds.describe_db_cluster_snapshots(
             SnapshotType="manual")["DBClusterSnapshots"]),
     }
-
-
-def last_output(pipeline) -> str:
-    import nbformat
-    path = max(pipeline.out_dir.glob(f"*-{STEM}.ipynb"))
-    return outputs_text(nbformat.read(path, as_version=4))
 
 
 def test_without_approvals_nothing_is_deleted(pipeline, lab):
@@ -71,7 +60,7 @@ def test_without_approvals_nothing_is_deleted(pipeline, lab):
         pipeline.run(STEM, pipeline.params_file(approvals=[]))
     assert exc.value.ename == "NotApplied" and "'cleanup:replication'" in exc.value.evalue
     assert 'plan_step(rb, "accounts", opts)' in exc.value.source
-    text = last_output(pipeline)
+    text = last_output(pipeline, STEM)
     assert "SKIPPED: step 'cleanup:replication' not approved" in text
     assert "to delete, in order: cleanup:replication, cleanup:accounts, cleanup:cluster" in text
     assert "CALL mysql.rds_stop_replication" in text and "RESET REPLICA ALL FOR CHANNEL" in text   # the plan
