@@ -9,6 +9,7 @@ checks before they apply their own phase.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import nbformat
@@ -21,7 +22,7 @@ from runbook_lib.runner import KERNEL, NOTEBOOKS, discover
 
 
 def outputs_text(nb) -> str:
-    """Every text a notebook showed (stdout, stderr, text/plain, text/html), for assertions."""
+    """Every text a notebook showed (stdout, stderr, text/plain, text/html unescaped), for assertions."""
     parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -29,7 +30,8 @@ def outputs_text(nb) -> str:
                 parts.append(out["text"])
             for mime in ("text/plain", "text/html", "text/markdown"):
                 if mime in out.get("data", {}):
-                    parts.append(out["data"][mime])
+                    text = out["data"][mime]
+                    parts.append(html.unescape(text) if mime == "text/html" else text)
             if out.get("output_type") == "error":
                 parts.append(f"{out['ename']}: {out['evalue']}")
     return "\n".join(parts)
