@@ -14,11 +14,12 @@ group goes first: it is the longest chain, and the other worker takes the rest m
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests import support
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,14 +89,12 @@ class LabHandle:
 def lab(tmp_path_factory) -> LabHandle:
     from runbook_lib.lab import control, inspect
 
-    name = os.environ.get("RUNBOOK_TEST_LAB", "test")
-    base = int(os.environ.get("RUNBOOK_TEST_PORT_BASE", "25306"))
-    rows = int(os.environ.get("RUNBOOK_TEST_ROWS", "50000"))
-    if os.environ.get("RUNBOOK_TEST_LAB_REUSE") != "1":
+    name = support.lab_name()
+    if not support.reuse():
         control.down(name, destroy=True, say=lambda *_: None)
-    state = control.up(name, port_base=base, persona_rows=rows)
+    state = control.up(name, port_base=support.port_base(), persona_rows=support.rows())
     params = inspect.write_params(state, tmp_path_factory.mktemp("lab") / "lab.yaml")
     yield LabHandle(state, params)
-    if os.environ.get("RUNBOOK_TEST_LAB_KEEP") != "1":
+    if not support.keep():
         control.down(name, say=lambda *_: None)
 

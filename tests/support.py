@@ -18,10 +18,10 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     faults         16  test_faults_lab
     repl           20  test_replication_lib
     lifecycle      24  test_lab_lifecycle
+    endpoint       28  test_lab_endpoint (its lab is built from a hand-written state: fixed passwords)
     =========  ======  ==============================================================================
 
-Outside this table: test_lab_endpoint's lab ``helperC-endpoint`` on $RUNBOOK_TEST_ENDPOINT_PORT_BASE
-(default 29310), and test_aurora_standin's throwaway servers on free ports in
+Outside this table: test_aurora_standin's throwaway servers on free ports in
 $RUNBOOK_TEST_STANDIN_PORTS (default 29200-29299).
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ DEFAULT_ROWS = 50000
 
 #: lab suffix -> offset of its port base from $RUNBOOK_TEST_PORT_BASE ("" is the session's lab)
 PORT_OFFSETS = {"": 0, "failover": 3, "cutover": 6, "bidir": 10, "cleanup": 13, "faults": 16, "repl": 20,
-                "lifecycle": 24}
+                "lifecycle": 24, "endpoint": 28}
 
 
 # --- the suite's labs ------------------------------------------------------------------------------

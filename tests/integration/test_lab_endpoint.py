@@ -3,8 +3,7 @@
 The module builds a lab instance of its own with ``runbook_lib.lab.control.up`` (the path of
 ``runbook lab up``: the endpoint runs as ``python -m runbook_lib.lab.endpoint``), because it
 restores over and crashes the ``aurora`` server, which the session's shared ``lab`` must not
-see.  Servers under <rootfs>/srv/helperC-endpoint/, ports $RUNBOOK_TEST_ENDPOINT_PORT_BASE
-(default 29310) to +2.  The tests run in file order and build on each other, as the runbook's
+see.  Its lab is ``<RUNBOOK_TEST_LAB>-endpoint`` (ports: tests/support.py's table).  The tests run in file order and build on each other, as the runbook's
 phases do: parameter group, backup, restore, group changes, replication, failover, metric.
 """
 from __future__ import annotations
@@ -21,11 +20,11 @@ import pymysql
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support import aws_client, query, wait_for
+from tests.support import aws_client, lab_name, port_base, query, wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME = "helperC-endpoint"
+NAME = lab_name("endpoint")
 FAMILY = "aurora-mysql8.0"
 BLOG_GROUP = {"binlog_format": "ROW", "gtid-mode": "ON", "enforce_gtid_consistency": "ON",
               "log_bin_trust_function_creators": "1", "auto_increment_increment": "2",
@@ -39,7 +38,7 @@ def elab():
     """(state, {'onprem':..., 'aurora':...}) of a lab instance of this module's own."""
     from runbook_lib.lab import control, rootfs
 
-    base = int(os.environ.get("RUNBOOK_TEST_ENDPOINT_PORT_BASE", "29310"))
+    base = port_base("endpoint")
     control.down(NAME, destroy=True, say=lambda *_: None)
     root = rootfs.ensure_rootfs()
     keys = ("labroot", "onprem_dba", "aurora_admin", "replicator", "apps")
