@@ -12,7 +12,7 @@ function that makes the change:
   click (under papermill widget callbacks never fire): ``Outcome('skipped')``.
 
 Step ids (DESIGN.md): ``source_binlog``, ``parameter_group``, ``backup``, ``restore``,
-``replication_users``, ``replication``, ``failover_test``, ``cutover:<scope>``,
+``replication_users``, ``replication``, ``routines``, ``failover_test``, ``cutover:<scope>``,
 ``fallback:<scope>``, ``fix:<channel>``, ``cleanup:<resource>``.
 
 Wildcards: only ``cleanup:*`` is accepted (it approves every ``cleanup:<resource>``).  A cut-over,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 PLAIN_STEPS = ("source_binlog", "parameter_group", "backup", "restore", "replication_users",
-               "replication", "failover_test")
+               "replication", "routines", "failover_test")
 TARGETED_STEPS = ("cutover", "fallback", "fix", "cleanup")  # '<family>:<target>'
 SCOPED_STEPS = ("cutover", "fallback")                      # the target is a scope of the yaml
 WILDCARD_STEPS = ("cleanup",)                               # '<family>:*' allowed
