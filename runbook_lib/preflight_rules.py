@@ -219,8 +219,9 @@ def _schema(pf: Preflight) -> list[CheckResult]:
                     else "pass", "Aurora keeps only InnoDB tables: ALTER TABLE … ENGINE=InnoDB before the "
                     f"backup of {PHASE4}" if inv.non_innodb_tables else ""),
         CheckResult("functions and procedures", _listed(routines), "", "warn" if routines else "pass",
-                    f"a restore from S3 does not carry them: recreate them on Aurora after {PHASE4} "
-                    f"(SHOW CREATE …), definers {definers}" if routines else ""),
+                    f"a restore from S3 does not carry them: 05_replication brings them to Aurora by "
+                    "replication (step 'routines'; by hand before MySQL 8.0.29), definers "
+                    f"{definers}" if routines else ""),
         CheckResult("triggers", _listed(inv.triggers), "", "warn" if inv.triggers else "pass",
                     f"carried with their tables, but they run as their definers ({definers}), accounts a "
                     "restore does not carry: create those on Aurora" if inv.triggers else ""),

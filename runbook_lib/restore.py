@@ -164,7 +164,8 @@ def restore_prerequisites(rb: Session) -> list[CheckResult]:
         CheckResult("user accounts (not migrated)", users, "", "info",
                     "create the application accounts on Aurora after the restore"),
         CheckResult("stored routines (not migrated)", routines, "", "info",
-                    "recreate functions and procedures on Aurora (SHOW CREATE ...) after the restore"),
+                    "05_replication brings the functions and procedures to Aurora by replication once both "
+                    "directions run (step 'routines'; by hand before MySQL 8.0.29)"),
         CheckResult("time zone tables (not migrated)", zones, "", "info",
                     "Aurora has its own time zone tables; set time_zone in the parameter group if needed"),
     ]
