@@ -26,11 +26,11 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook_lib.display import in_ipython, show, show_table
-from runbook_lib.errors import NotApproved, ParameterError, RunbookError
+from runbook_lib.errors import NotApproved, ParameterError, PlanStale, RunbookError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -114,6 +114,14 @@ class Plan:
             rows.append({"#": n, "target": s.target, "action": s.action, "detail": redact(s.detail),
                          "undo": redact(undo)})
         return pd.DataFrame(rows, columns=["#", "target", "action", "detail", "undo"])
+
+    def require_unchanged(self, fresh: Plan, *, what: str = "the servers",
+                          hint: str = "run the plan cell again and review the new plan") -> None:
+        """Before applying: PlanStale unless the plan built again now has this plan's steps
+        (what it was built from changed after it was shown and approved)."""
+        if fresh.steps != self.steps:
+            raise PlanStale(f"{self.title}: {what} changed since this plan was shown; nothing was applied",
+                            hint=hint)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from runbook_lib.cleanup_plan import (
     decide,
     settings,
 )
-from runbook_lib.errors import AwsError, CheckFailed, NotApplied, ParameterError, PlanStale, RunbookError
+from runbook_lib.errors import AwsError, CheckFailed, NotApplied, ParameterError, RunbookError
 from runbook_lib.parameter_group import aws_call, aws_pages, describe_group, error_code
 from runbook_lib.status import ReplicaStatus
 
@@ -185,9 +185,7 @@ class CleanupStep:
         """Plan again from the servers and AWS; PlanStale if that is not the plan shown; then run it."""
         import pandas as pd
         fresh = plan_step(self.rb, self.resource, self.settings)
-        if fresh.plan.steps != self.plan.steps:
-            raise PlanStale(f"{self.plan.title}: what exists changed since this plan was shown; nothing "
-                            "was done", hint="run the plan cell again and review the new plan")
+        self.plan.require_unchanged(fresh.plan, what="what exists")
         rows = [{"#": n, "target": a.target, "action": a.action, "result": _run(self.rb, a, self.settings)}
                 for n, a in enumerate(fresh.actions, 1)]
         return pd.DataFrame(rows, columns=["#", "target", "action", "result"])

@@ -34,7 +34,7 @@ from runbook_lib.approval import Outcome, Plan, Step
 from runbook_lib.consistency import DIFFER, Comparison
 from runbook_lib.dialect import Sql
 from runbook_lib.display import show_table
-from runbook_lib.errors import CheckFailed, NotApplied, ParameterError, PlanStale, QueryFailed, RunbookError
+from runbook_lib.errors import CheckFailed, NotApplied, ParameterError, QueryFailed, RunbookError
 from runbook_lib.gtid import GtidSet
 from runbook_lib.replication import directions, executed_gtids, require_running, wait_until_caught_up
 from runbook_lib.row_sync import differing_rows, row_statements
@@ -82,9 +82,8 @@ class Fix:
     def apply(self) -> pd.DataFrame:
         """Plan again (PlanStale if anything changed since the plan was shown), then run every step."""
         fresh = self.replan() if self.replan else self
-        if fresh.plan.steps != self.plan.steps:
-            raise PlanStale(f"{self.plan.title}: the servers changed since this plan was shown; nothing was "
-                            "applied", hint="run the diagnosis cell and this cell again, and review the new plan")
+        self.plan.require_unchanged(fresh.plan, hint="run the diagnosis cell and this cell again, and review "
+                                    "the new plan")
         rows = [{"#": n, "target": a.step.target, "action": a.step.action, "result": _run(self.rb, a)}
                 for n, a in enumerate(fresh.acts, 1)]
         if self.wait_aurora:

@@ -31,8 +31,7 @@ from runbook_lib.channels import (AUTH_ERRNOS, DIRECTIONS, REPLICA_ROLE, TO_AURO
 from runbook_lib.channels import NETWORK_ERRNOS, direction_checks, show_directions  # noqa: F401 (re-exported)
 from runbook_lib.dialect import Sql
 from runbook_lib.display import CheckResult
-from runbook_lib.errors import (NotApplied, NotCaughtUp, ParameterError, PlanStale, QueryFailed,
-                                ReplicationError)
+from runbook_lib.errors import NotApplied, NotCaughtUp, ParameterError, QueryFailed, ReplicationError
 from runbook_lib.gtid import GtidSet
 from runbook_lib.status import ReplicaStatus
 
@@ -153,9 +152,7 @@ class Change:
         if self.plan.step_id == "replication":
             _require_account(self.rb, "source")
         fresh = self.replan() if self.replan else self
-        if fresh.plan.steps != self.plan.steps:
-            raise PlanStale(f"{self.plan.title}: the servers changed since this plan was shown; nothing was "
-                            "applied", hint="run the plan cell again and review the new plan")
+        self.plan.require_unchanged(fresh.plan)
         rows = [{"#": n, "target": a.step.target, "action": a.step.action,
                  "result": _run(self.rb, a, self.timeout)} for n, a in enumerate(fresh.actions, 1)]
         return pd.DataFrame(rows, columns=["#", "target", "action", "result"])

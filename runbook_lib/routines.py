@@ -35,7 +35,7 @@ from runbook_lib.channels import executed_gtids, require_running, wait_until_cau
 from runbook_lib.consistency_chunks import q
 from runbook_lib.dialect import ROUTINES_BY_HAND, Sql
 from runbook_lib.display import CheckResult, checks_frame, raise_if_failed, show_checks
-from runbook_lib.errors import NotApplied, NotCaughtUp, PlanStale, PrivilegeMissing, UnsupportedServer
+from runbook_lib.errors import NotApplied, NotCaughtUp, PrivilegeMissing, UnsupportedServer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -256,9 +256,7 @@ class RoutinesChange:
 
         from runbook_lib.connection import connect
         fresh = self.replan() if self.replan else self
-        if fresh.plan.steps != self.plan.steps:
-            raise PlanStale(f"{self.plan.title}: the servers changed since this plan was shown; nothing was "
-                            "applied", hint="run the plan cell again and review the new plan")
+        self.plan.require_unchanged(fresh.plan)
         p, rows = self.rb.params, []
         with connect(p.source_endpoint(), self.rb.secret("source_admin_password")) as src:
             for d in fresh.definitions:

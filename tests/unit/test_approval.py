@@ -200,3 +200,13 @@ def test_session_checks_notebook_approvals_against_scopes():
     with pytest.raises(ParameterError, match="names no scope") as e:
         open_session(LAB, approve="cutover:payroll", quiet=True)
     assert "acme, billing, crm" in e.value.hint
+
+
+def test_a_plan_built_again_with_other_steps_is_stale_and_names_what_changed():
+    from runbook_lib.errors import PlanStale
+    shown = Plan("replication", "start both channels", (Step("aurora", "start", "CALL ..."),))
+    shown.require_unchanged(Plan("replication", "start both channels", (Step("aurora", "start", "CALL ..."),)))
+    with pytest.raises(PlanStale) as exc:
+        shown.require_unchanged(Plan("replication", "start both channels", ()), what="what exists")
+    assert "start both channels: what exists changed since this plan was shown; nothing was applied" in str(exc.value)
+    assert "run the plan cell again" in exc.value.hint
