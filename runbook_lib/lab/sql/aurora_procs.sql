@@ -440,7 +440,8 @@ BEGIN
   IF v_state = 'NOT_EXIST' THEN
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT =
       'You can''t skip a replication error because the replica isn''t configured. First call mysql.rds_set_external_master.';
-  ELSEIF v_state = 'ON' THEN
+  ELSEIF v_state = 'ON' AND COALESCE(v_errno, 0) = 0 THEN
+    -- (a worker's error is recorded a moment before the applier's state leaves ON: that is not "normal")
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'Slave is running normally.  No errors detected to skip.';
   ELSEIF v_state = 'OFF' THEN
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'Slave is down or disabled.';
