@@ -147,8 +147,8 @@ class Inventory:
             if other is None:
                 rows.append(CheckResult(r.label, definer, "missing", "fail", f"apply step '{STEP}' (05_replication): "
                                         "it is created on the source with IF NOT EXISTS and replicates"))
-            elif r.differences(other):
-                rows.append(CheckResult(r.label, definer, "differs: " + ", ".join(r.differences(other)), "fail",
+            elif differ := r.differences(other):
+                rows.append(CheckResult(r.label, definer, "differs: " + ", ".join(differ), "fail",
                                         "Aurora's copy is not the source's: in a quiet window DROP ... IF EXISTS "
                                         "and CREATE it again on the source (both replicate)"))
             elif self.definer_missing(r):

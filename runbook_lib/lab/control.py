@@ -23,7 +23,7 @@ import pymysql
 
 from ..errors import LabError
 from . import dataset, rootfs
-from .servers import MysqldInstance, Runner, process_alive
+from .servers import MysqldInstance, Runner, process_alive, wait_gone
 
 ONPREM_SERVER_ID = 1            # MySQL's default: an unprepared server still has it
 AURORA_SERVER_ID = 1977146520   # Aurora picks large ids of its own
@@ -205,16 +205,9 @@ def _stop_endpoint(state: LabState) -> None:
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not process_alive(pid):
-            break
-        time.sleep(0.05)
-    else:
+    if not wait_gone(pid, 5.0):
         os.kill(pid, signal.SIGKILL)
-        for _ in range(100):           # its port is free only once the process is gone
-            if not process_alive(pid):
-                break
-            time.sleep(0.05)
+        wait_gone(pid, 5.0)            # its port is free only once the process is gone
     (state.home / "endpoint.pid").unlink(missing_ok=True)
 
 
@@ -293,8 +286,6 @@ def _servers_hold_runbook_state(servers: dict[str, MysqldInstance]) -> bool:
     return False
 
 
-# -- public operations -------------------------------------------------------
-
 def _refuse_ephemeral_ports(base: int) -> None:
     """A lab port inside the kernel's ephemeral range can be taken at any moment by the local
     end of some client connection (mysqld then aborts at start): refuse it up front."""
@@ -307,6 +298,8 @@ def _refuse_ephemeral_ports(base: int) -> None:
                        "where client connections take their local ports",
                        hint=f"choose a port base below {low - 2} (the default is 23306)")
 
+
+# -- public operations -------------------------------------------------------
 
 def up(name: str | None = None, *, port_base: int | None = None, persona_rows: int | None = None,
        say=print) -> LabState:

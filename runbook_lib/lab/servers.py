@@ -41,6 +41,16 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has exited (at most ``timeout`` s); False if it still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @dataclass(frozen=True)
 class Runner:
     """How to run mysqld: inside ``rootfs`` with chroot, or a host binary."""
@@ -189,14 +199,6 @@ class MysqldInstance:
         causes = [ln for ln in lines if not ln.rstrip().endswith("] Aborting")] or lines
         return causes[-1].split("] ", 3)[-1][:300] if causes else "no [ERROR] line in the error log"
 
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process_alive(pid):
-                return True
-            time.sleep(0.05)
-        return False
-
     def stop(self, timeout: float = 60.0) -> None:
         """Clean shutdown, made quick: replication stopped and the peers' binlog dump threads
         closed first (mysqld otherwise waits ~10 s at shutdown for an idle dump thread)."""
@@ -207,7 +209,7 @@ class MysqldInstance:
             with self.root_socket() as conn, conn.cursor() as cur:
                 cur.execute("STOP REPLICA")
                 cur.execute("SELECT PROCESSLIST_ID FROM performance_schema.threads "
-                            "WHERE PROCESSLIST_COMMAND LIKE 'Binlog Dump%%'")
+                            "WHERE PROCESSLIST_COMMAND LIKE 'Binlog Dump%'")
                 for (thread_id,) in cur.fetchall():
                     try:
                         cur.execute(f"KILL {int(thread_id)}")
@@ -216,7 +218,7 @@ class MysqldInstance:
         except pymysql.err.MySQLError:
             pass  # not a replica, or not answering: SIGTERM below still stops it
         os.kill(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, timeout):
+        if not wait_gone(pid, timeout):
             self.kill()
 
     def kill(self) -> None:
@@ -225,7 +227,7 @@ class MysqldInstance:
         if pid is None:
             return
         os.kill(pid, signal.SIGKILL)
-        self._wait_gone(pid, 10)
+        wait_gone(pid, 10)
         self.pid_file.unlink(missing_ok=True)
 
     def destroy(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,6 +31,17 @@ def servers(two_way):
     yield src, aur
     src.close()
     aur.close()
+
+
+@contextmanager
+def scratch_schema(src, name: str):
+    """A schema of the test's own, created on the source (it replicates) and dropped afterwards."""
+    src.execute(f"DROP DATABASE IF EXISTS {name}")
+    src.execute(f"CREATE DATABASE {name}")
+    try:
+        yield
+    finally:
+        src.execute(f"DROP DATABASE {name}")
 
 
 def unlogged(server, *statements, args=()):
@@ -97,11 +109,9 @@ def test_rows_missing_on_one_side_and_a_wide_chunk_are_narrowed(servers) -> None
 
 def test_null_and_empty_string_and_shifted_nulls_differ(two_way, servers) -> None:
     src, aur = servers
-    src.execute("DROP DATABASE IF EXISTS ctest_null")
-    src.execute("CREATE DATABASE ctest_null")
-    src.execute("CREATE TABLE ctest_null.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)")
-    src.execute("INSERT INTO ctest_null.t VALUES (1, 'x', NULL), (2, NULL, 'y'), (3, NULL, NULL), (4, 'p', 'q')")
-    try:
+    with scratch_schema(src, "ctest_null"):
+        src.execute("CREATE TABLE ctest_null.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)")
+        src.execute("INSERT INTO ctest_null.t VALUES (1, 'x', NULL), (2, NULL, 'y'), (3, NULL, NULL), (4, 'p', 'q')")
         two_way.wait_caught_up()
         assert consistency.compare(src, aur, ["ctest_null"]).ok
         unlogged(aur, "UPDATE ctest_null.t SET a = NULL, b = 'x' WHERE id = 1",    # 'x',NULL -> NULL,'x'
@@ -109,22 +119,18 @@ def test_null_and_empty_string_and_shifted_nulls_differ(two_way, servers) -> Non
         result = consistency.compare(src, aur, ["ctest_null"])
         assert [(r.first, r.last, r.kind) for r in result.tables[0].ranges] == [("1", "1", "changed"),
                                                                               ("3", "3", "changed")]
-    finally:
-        src.execute("DROP DATABASE ctest_null")
 
 
 def test_composite_key_and_table_without_key(two_way, servers) -> None:
     src, aur = servers
-    src.execute("DROP DATABASE IF EXISTS ctest_keys")
-    src.execute("CREATE DATABASE ctest_keys")
-    src.execute("CREATE TABLE ctest_keys.c (tenant VARCHAR(8) NOT NULL, n INT NOT NULL, v INT NOT NULL, "
-                "PRIMARY KEY (tenant, n))")
-    src.execute("SET SESSION cte_max_recursion_depth = 10000")
-    src.execute("INSERT INTO ctest_keys.c WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
-                "WHERE i < 3000) SELECT ELT(1 + i % 3, 'acme', 'globex', 'initech'), i, i * 7 FROM s")
-    src.execute("CREATE TABLE ctest_keys.nokey (a INT, b VARCHAR(5))")
-    src.execute("INSERT INTO ctest_keys.nokey VALUES (1, 'a'), (1, 'a'), (2, NULL)")
-    try:
+    with scratch_schema(src, "ctest_keys"):
+        src.execute("CREATE TABLE ctest_keys.c (tenant VARCHAR(8) NOT NULL, n INT NOT NULL, v INT NOT NULL, "
+                    "PRIMARY KEY (tenant, n))")
+        src.execute("SET SESSION cte_max_recursion_depth = 10000")
+        src.execute("INSERT INTO ctest_keys.c WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
+                    "WHERE i < 3000) SELECT ELT(1 + i % 3, 'acme', 'globex', 'initech'), i, i * 7 FROM s")
+        src.execute("CREATE TABLE ctest_keys.nokey (a INT, b VARCHAR(5))")
+        src.execute("INSERT INTO ctest_keys.nokey VALUES (1, 'a'), (1, 'a'), (2, NULL)")
         two_way.wait_caught_up()
         same = consistency.compare(src, aur, ["ctest_keys"], chunk_rows=500)
         assert same.ok, same.to_frame()
@@ -142,28 +148,24 @@ def test_composite_key_and_table_without_key(two_way, servers) -> None:
         nokey = by_table["ctest_keys.nokey"]
         assert nokey.verdict == "differ" and (nokey.source_rows, nokey.aurora_rows) == (3, 2)
         assert nokey.ranges == () and "no primary key" in nokey.note
-    finally:
-        src.execute("DROP DATABASE ctest_keys")
 
 
 def test_tables_and_columns_on_one_side_only(two_way, servers) -> None:
     src, aur = servers
-    src.execute("DROP DATABASE IF EXISTS ctest_shape")
-    src.execute("CREATE DATABASE ctest_shape")
-    src.execute("CREATE TABLE ctest_shape.t (id INT PRIMARY KEY, v INT)")
-    two_way.wait_caught_up()
-    try:
-        unlogged(aur, "CREATE TABLE ctest_shape.extra (id INT PRIMARY KEY)",
-                 "ALTER TABLE ctest_shape.t ADD COLUMN w INT NULL")
-        frame = consistency.compare(src, aur, ["ctest_shape"]).to_frame().set_index("table")
-        assert frame.loc["ctest_shape.extra", "verdict"] == consistency.ONLY_AURORA
-        assert frame.loc["ctest_shape.t", "verdict"] == consistency.COLUMNS_DIFFER
-        assert "w" in frame.loc["ctest_shape.t", "differing_keys"]
-        with pytest.raises(ParameterError):
-            consistency.compare(src, aur, ["ctest_shape"], tables=["ctest_shape.nope"])
-    finally:
-        unlogged(aur, "DROP TABLE ctest_shape.extra", "ALTER TABLE ctest_shape.t DROP COLUMN w")
-        src.execute("DROP DATABASE ctest_shape")
+    with scratch_schema(src, "ctest_shape"):
+        src.execute("CREATE TABLE ctest_shape.t (id INT PRIMARY KEY, v INT)")
+        two_way.wait_caught_up()
+        try:
+            unlogged(aur, "CREATE TABLE ctest_shape.extra (id INT PRIMARY KEY)",
+                     "ALTER TABLE ctest_shape.t ADD COLUMN w INT NULL")
+            frame = consistency.compare(src, aur, ["ctest_shape"]).to_frame().set_index("table")
+            assert frame.loc["ctest_shape.extra", "verdict"] == consistency.ONLY_AURORA
+            assert frame.loc["ctest_shape.t", "verdict"] == consistency.COLUMNS_DIFFER
+            assert "w" in frame.loc["ctest_shape.t", "differing_keys"]
+            with pytest.raises(ParameterError):
+                consistency.compare(src, aur, ["ctest_shape"], tables=["ctest_shape.nope"])
+        finally:
+            unlogged(aur, "DROP TABLE ctest_shape.extra", "ALTER TABLE ctest_shape.t DROP COLUMN w")
 
 
 def _writing(two_way, sides: tuple[str, ...]):
