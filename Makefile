@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The kernel spec is checked on every run: another checkout may have registered one of its own.
 setup: $(VENV)/.installed
-	$(PY) -m runbook_lib.kernel >/dev/null
+	$(PY) -m runbook_lib.run.kernel >/dev/null
 
 # A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first.
 demo: setup

@@ -16,7 +16,7 @@ lab's AWS endpoint, without the notebooks:
 * ``onprem`` gets GTIDs ON (restart) and auto-increment 2/2, its pre-GTID binary logs are purged;
 * a replication account on each side (unlogged), ``aurora`` replicates from ``onprem`` through
   ``mysql.rds_set_external_source_with_auto_position``, ``onprem`` from ``aurora`` with
-  ``CHANGE REPLICATION SOURCE`` (statements from :mod:`runbook_lib.dialect`).
+  ``CHANGE REPLICATION SOURCE`` (statements from :mod:`runbook_lib.mysql.dialect`).
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.connection import Endpoint, Server, connect
-from runbook_lib.errors import LabError
-from runbook_lib.status import ReplicaStatus
+from runbook_lib.core.errors import LabError
+from runbook_lib.mysql.connection import Endpoint, Server, connect
+from runbook_lib.mysql.status import ReplicaStatus
 
 SECTIONS: list[str] = ["bench.checksum", "bench.lag", "bench.failover"]
 
@@ -90,8 +90,8 @@ class Context:
 
     def wait_caught_up(self, timeout: float = 60.0) -> None:
         """Both directions running and each side has executed the other's transactions."""
-        from runbook_lib.consistency import common_point
-        from runbook_lib.replication import wait_until_caught_up
+        from runbook_lib.checks.channels import wait_until_caught_up
+        from runbook_lib.checks.consistency.chunks import common_point
         deadline = time.monotonic() + timeout
         while not self.replicating():
             if time.monotonic() > deadline:

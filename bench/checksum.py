@@ -1,6 +1,6 @@
 """Bench section ``checksum``: comparing both sides of one large table three ways.
 
-* ``runbook_lib.consistency.compare`` (both sides, one scan each, in parallel, at a common GTID point);
+* ``runbook_lib.checks.consistency.comparison.compare`` (both sides, one scan each, in parallel, at a common GTID point);
 * pt-table-checksum 3.x from the lab's root filesystem (chroot), replicas found through a DSN table
   (``--recursion-method=dsn=...``), credentials from an option file (never on the command line);
 * a bare ``SELECT BIT_XOR(CRC32(CONCAT_WS('#', cols...)))`` over the table on one server: the floor.
@@ -18,8 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from runbook_lib import consistency
-from runbook_lib.errors import LabError
+from runbook_lib.checks.consistency import comparison as consistency
+from runbook_lib.core.errors import LabError
+from runbook_lib.mysql import dialect
 
 TABLE = ("app_crm", "persona")
 PT_DSN_TABLE = "percona.runbook_bench_dsns"
@@ -82,7 +83,7 @@ def run(ctx, repeats: int = 3) -> dict:
     pt = PtTableChecksum(ctx)
     try:
         columns = [c.name for c in consistency.read_shapes(source, [TABLE[0]])[".".join(TABLE)][0].columns]
-        bare = (f"SELECT BIT_XOR(CRC32(CONCAT_WS('#', {', '.join(consistency.q(c) for c in columns)}))) AS x "
+        bare = (f"SELECT BIT_XOR(CRC32(CONCAT_WS('#', {', '.join(dialect.q(c) for c in columns)}))) AS x "
                 f"FROM {TABLE[0]}.{TABLE[1]}")
         for server in (source, aurora):
             server.execute(f"ANALYZE LOCAL TABLE {TABLE[0]}.{TABLE[1]}")   # real row estimates for pt's chunking

@@ -3,7 +3,7 @@ nothing lost, and its convergence time.
 
 For each rate of :data:`RATES` (rows per second into *each* side: batches of :data:`BATCH_ROWS`
 rows every ``BATCH_ROWS / rate`` seconds) one short failover test runs through
-:func:`runbook_lib.failover.run` on the bench's lab (:data:`RUN_SECONDS` of writing, the failover at
+:func:`runbook_lib.phases.failover_test.steps.run` on the bench's lab (:data:`RUN_SECONDS` of writing, the failover at
 :data:`FAILOVER_AT`).  A rate is *sustained* when the run converged with no acknowledged row
 missing on either side and both writers achieved at least :data:`SUSTAINED` of it over the whole run
 (acknowledged rows / seconds from the first batch to the last acknowledgement): Aurora's writer has
@@ -50,8 +50,11 @@ def _available(ctx: Context, timeout: float = 120.0) -> None:
 
 
 def run(ctx: Context) -> dict:
-    from runbook_lib import failover, heartbeat, session
-    from runbook_lib.display import raise_if_failed
+    from runbook_lib.checks import heartbeat
+    from runbook_lib.context import session
+    from runbook_lib.core.display import raise_if_failed
+    from runbook_lib.phases.failover_test import result as failover_result
+    from runbook_lib.phases.failover_test import steps as failover
     _reader(ctx)
     params = ctx.params_file(Path(tempfile.mkdtemp(prefix="bench-failover-")) / "lab.yaml")
     out: dict = {"failover_run_seconds": RUN_SECONDS, "failover_at_seconds": FAILOVER_AT,
@@ -64,7 +67,7 @@ def run(ctx: Context) -> dict:
                 _available(ctx)
                 rb.aurora().reconnect()          # the previous step's failover closed it
                 raise_if_failed(failover.readiness(rb), "failover test preconditions")
-                settings = failover.Settings(batch_rows=BATCH_ROWS, interval_seconds=BATCH_ROWS / rate,
+                settings = failover_result.Settings(batch_rows=BATCH_ROWS, interval_seconds=BATCH_ROWS / rate,
                                              duration_seconds=RUN_SECONDS, failover_at_seconds=FAILOVER_AT,
                                              converge_timeout_seconds=60, rerun=True)
                 ctx.say(f"failover: {rate:,} rows/s per side for {RUN_SECONDS:g} s ...")

@@ -24,8 +24,8 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from runbook_lib.errors import LabError
-from runbook_lib.heartbeat import SCHEMA_DDL, TABLE_DDL, HeartbeatMonitor, Side
+from runbook_lib.checks.heartbeat import SCHEMA_DDL, TABLE_DDL, HeartbeatMonitor, Side
+from runbook_lib.core.errors import LabError
 
 STEPS_MS = (2, 5, 10, 20, 50, 100)
 WINDOW_SECONDS = 2.0        # each delay, and a 0 ms baseline before and after it

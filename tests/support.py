@@ -36,8 +36,10 @@ from typing import Any
 
 import yaml
 
-from runbook_lib.gtid import GtidSet
+from runbook_lib.mysql.gtid import GtidSet
 
+REPO = Path(__file__).resolve().parents[1]
+UNIT_DATA = REPO / "tests" / "unit" / "data"     # real server outputs the unit tests parse
 DEFAULT_PORT_BASE = 25306
 DEFAULT_ROWS = 50000
 

@@ -30,7 +30,7 @@ from importlib import resources
 
 import pymysql
 
-from ..errors import LabError
+from runbook_lib.core.errors import LabError
 
 SQL_RESOURCE = "aurora_procs.sql"
 

@@ -26,10 +26,10 @@ from moto.core.utils import utcnow
 from moto.rds.exceptions import DBClusterParameterGroupNotFoundError
 from moto.rds.models import DBCluster, rds_backends
 
-from ..errors import LabError, RunbookError
-from . import aurora_defaults as ad
-from .aurora_standin import install_aurora_standin
-from .servers import MysqldInstance
+from runbook_lib.core.errors import LabError, RunbookError
+from runbook_lib.lab import aurora_defaults as ad
+from runbook_lib.lab.aurora_standin import install_aurora_standin
+from runbook_lib.lab.servers import MysqldInstance
 
 log = logging.getLogger(__name__)
 _FAILURES = (RunbookError, pymysql.err.MySQLError, OSError, ClientError, BotoCoreError,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pymysql
 
-from ..errors import LabError
-from . import dataset, rootfs
-from .servers import MysqldInstance, Runner, process_alive, wait_gone
+from runbook_lib.core.errors import LabError
+from runbook_lib.lab import dataset, rootfs
+from runbook_lib.lab.servers import MysqldInstance, Runner, process_alive, wait_gone
 
 ONPREM_SERVER_ID = 1            # MySQL's default: an unprepared server still has it
 AURORA_SERVER_ID = 1977146520   # Aurora picks large ids of its own
@@ -153,7 +153,7 @@ def _build_onprem(inst: MysqldInstance, state: LabState, say) -> None:
 
 
 def _build_aurora(inst: MysqldInstance, state: LabState) -> None:
-    from .aurora_standin import install_aurora_standin
+    from runbook_lib.lab.aurora_standin import install_aurora_standin
 
     inst.initialize()
     inst.start()

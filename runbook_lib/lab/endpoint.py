@@ -33,17 +33,21 @@ from botocore.exceptions import ClientError
 from moto.core.request import Request as MotoRequest
 from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.rds.exceptions import InvalidDBClusterStateFault, InvalidParameterCombination, InvalidParameterValue
-from moto.rds.exceptions import RDSClientError
+from moto.rds.exceptions import (
+    InvalidDBClusterStateFault,
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    RDSClientError,
+)
 from moto.rds.models import DBInstanceClustered
 from moto.rds.responses import RDSResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from ..errors import RunbookError
-from . import aurora_defaults as ad
-from .aurora_wiring import AuroraWiring, Timings, group_of
-from .servers import MysqldInstance
+from runbook_lib.core.errors import RunbookError
+from runbook_lib.lab import aurora_defaults as ad
+from runbook_lib.lab.aurora_wiring import AuroraWiring, Timings, group_of
+from runbook_lib.lab.servers import MysqldInstance
 
 log = logging.getLogger(__name__)
 LAB_ACTIONS = frozenset({
@@ -349,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from .control import instances, load_state
+    from runbook_lib.lab.control import instances, load_state
 
     try:
         state = load_state(args.lab_name)

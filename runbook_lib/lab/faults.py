@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import pymysql
 
-from ..errors import LabError
-from . import control
+from runbook_lib.core.errors import LabError
+from runbook_lib.lab import control
 
 FAULTS = ("conflict", "duplicate-key", "stopped-io", "purged-binlogs")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pymysql
 
-from .control import LabState, endpoint_healthy, instances
+from runbook_lib.lab.control import LabState, endpoint_healthy, instances
 
 APP_TABLES_SQL = """SELECT CONCAT(table_schema, '.', table_name) AS t FROM information_schema.tables
     WHERE table_type = 'BASE TABLE' AND table_schema NOT IN

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import LabError
+from runbook_lib.core.errors import LabError
 
 PACKAGES = ("mysql-server-core", "mysql-client-core", "percona-toolkit")
 ROOTFS_NAME = "rootfs-sid-mysql"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pymysql
 
-from ..errors import LabError
+from runbook_lib.core.errors import LabError
 
 
 def process_alive(pid: int) -> bool:

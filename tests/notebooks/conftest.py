@@ -17,8 +17,9 @@ import papermill
 import pytest
 import yaml
 
-from runbook_lib import kernel
-from runbook_lib.runner import KERNEL, NOTEBOOKS, discover
+from runbook_lib.run import kernel
+from runbook_lib.run.kernel import NAME as KERNEL
+from runbook_lib.run.runner import NOTEBOOKS, discover
 
 
 def outputs_text(nb) -> str:

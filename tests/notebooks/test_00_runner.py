@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from runbook_lib import runner
-from runbook_lib.errors import UnknownParameter
+from runbook_lib.core.errors import UnknownParameter
+from runbook_lib.run import runner
 from tests.support import params_variant
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from runbook_lib.gtid import GtidSet
+from runbook_lib.mysql.gtid import GtidSet
 from tests.notebooks.conftest import outputs_text
 from tests.support import last_output
 
@@ -71,7 +71,7 @@ def test_without_approvals_nothing_is_backed_up_uploaded_or_restored(lab, pipeli
     with pytest.raises(PapermillExecutionError) as caught:
         pipeline.run(STEM, pipeline.params_file(approvals=[]))
     err = caught.value
-    assert err.ename == "NotApplied" and "backup_restore.latest_backup" in err.source
+    assert err.ename == "NotApplied" and "source_backup.latest_backup" in err.source
     assert "completed backup" in err.evalue and "'backup'" in err.evalue
     text = last_output(pipeline, STEM)
     assert "SKIPPED: step 'backup' not approved" in text
@@ -87,7 +87,7 @@ def test_a_wrong_source_password_stops_the_backup_cell_and_changes_nothing(lab, 
     with pytest.raises(PapermillExecutionError) as caught:
         pipeline.run(STEM, pipeline.params_file(source_admin_password="env:RUNBOOK_TEST_WRONG_PW"))
     err = caught.value
-    assert err.ename == "AuthenticationFailed" and "backup_restore.plan_backup" in err.source
+    assert err.ename == "AuthenticationFailed" and "source_backup.plan_backup" in err.source
     assert "access denied for user 'dba'" in err.evalue and "not-the-password" not in err.evalue
     assert (backup_dir(p), aws_state(lab, p)) == before
 

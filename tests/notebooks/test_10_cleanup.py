@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from runbook_lib.runner import discover
+from runbook_lib.run.runner import discover
 from tests.notebooks.conftest import outputs_text
 from tests.support import last_output, query
 
@@ -73,7 +73,7 @@ def test_a_bad_knob_stops_the_first_cell_that_needs_it(pipeline, lab):
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(STEM, keep=["clusters"])
     assert exc.value.ename == "ParameterError" and "'clusters' is not a resource" in exc.value.evalue
-    assert "cleanup.settings" in exc.value.source
+    assert "cleanup_plan.settings" in exc.value.source
     with pytest.raises(PapermillExecutionError) as exc:
         pipeline.run(STEM, pipeline.params_file(aws_endpoint_url="http://127.0.0.1:9"))
     assert exc.value.ename == "AwsError" and "cleanup.inventory" in exc.value.source

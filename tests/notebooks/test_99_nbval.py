@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from runbook_lib.runner import KERNEL, NOTEBOOKS, discover
+from runbook_lib.run.kernel import NAME as KERNEL
+from runbook_lib.run.runner import NOTEBOOKS, discover
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks, pytest.mark.slow]
 

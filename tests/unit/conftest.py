@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from runbook_lib.gtid import GtidSet
-from runbook_lib.status import ReplicaStatus
+from runbook_lib.mysql.gtid import GtidSet
+from runbook_lib.mysql.status import ReplicaStatus
 
 SRC_UUID = "4a2160d0-e772-11f1-a03c-02fc00000001"
 
@@ -14,7 +14,7 @@ SRC_UUID = "4a2160d0-e772-11f1-a03c-02fc00000001"
 @pytest.fixture
 def replica_status():
     """``replica_status(**changes)``: a running channel of the lab's aurora → source direction, with
-    *changes* (tests of runbook_lib.channels and runbook_lib.replication)."""
+    *changes* (tests of runbook_lib.checks.channels and runbook_lib.phases.replication.steps)."""
     def status(**changes) -> ReplicaStatus:
         base = ReplicaStatus(
             channel="", source_host="127.0.0.1", source_port=23307, source_user="replicator",

@@ -1,0 +1,1 @@
+"""Same data on both sides: chunked checksums of both servers at a common GTID point."""

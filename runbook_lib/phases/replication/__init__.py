@@ -1,0 +1,1 @@
+"""Phase 5 (05_replication): replication accounts, both directions, binlog retention, routines."""

@@ -1,0 +1,1 @@
+"""Phase 6 (06_validation): both directions running, errors, lag, same data."""

@@ -1,0 +1,83 @@
+"""The `runbook` command: the lab's life cycle, and runs of the notebooks."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runbook_lib.core.errors import LabError, RunbookError
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from runbook_lib.lab import control, inspect
+
+    if args.action == "up":
+        state = control.up(args.name, port_base=args.port_base, persona_rows=args.rows)
+        if args.write_params:
+            print(f"parameters for this lab: {inspect.write_params(state, args.write_params)}")
+        print(inspect.status_frame(state).to_string(index=False))
+    elif args.action == "status":
+        state = control.load_state(args.name)
+        print(f"lab {state.name!r}")
+        print(inspect.status_frame(state).to_string(index=False))
+    elif args.action == "down":
+        control.down(args.name, destroy=args.destroy)
+    elif args.action == "break":
+        from runbook_lib.lab import faults
+        if not args.fault:
+            raise LabError("which fault? runbook lab break <fault>", hint=f"faults: {', '.join(faults.FAULTS)}")
+        faults.break_lab(args.fault, args.name)
+    elif args.action == "reset":
+        state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows)
+        print(inspect.status_frame(state).to_string(index=False))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runbook_lib.run import runner
+
+    result = runner.run(args.params, only=args.only or "", run_dir=Path(args.run_dir) if args.run_dir else None,
+                        progress=not args.no_progress)
+    print(runner.summary_table(result))
+    if args.upload:
+        print(f"uploaded to {runner.upload(result, args.params)}")
+    print(f"report:  {result.run_dir / 'report.html'}")
+    print(f"summary: {result.run_dir / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help="the local rehearsal lab (real MySQL servers + AWS API endpoint)")
+    lab.add_argument("action", choices=["up", "status", "down", "reset", "break"])
+    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs"],
+                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting)")
+    lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
+    lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
+    lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")
+    lab.add_argument("--write-params", metavar="FILE", help="write a parameters file for this lab instance")
+    lab.add_argument("--destroy", action="store_true", help="with down: also delete the servers' data")
+    lab.set_defaults(func=_lab)
+    run = sub.add_parser("run", help="execute the runbook's notebooks in order with papermill")
+    run.add_argument("--params", required=True, help="parameters file of the environment (parameters/<env>.yaml)")
+    run.add_argument("--only", help="phases to run: 03, 02-05 or 01,03,07-09 (default: all)")
+    run.add_argument("--run-dir", help="where run folders go (default: the parameter run_dir, 'runs')")
+    run.add_argument("--upload", action="store_true", help="also upload the run folder to report_s3_uri")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RunbookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
