@@ -128,6 +128,11 @@ class RunbookParameters:
     run_dir: str = _p("folder that receives run folders", "runs")
     report_s3_uri: str = _p("s3://bucket/prefix to upload reports to; empty = keep local", "")
 
+    # --- issue 11 (items 2 and 4): the WARN window of phase 2; where XtraBackup runs ---
+    source_gtid_warn_seconds: int = _p("seconds phase 2 holds enforce_gtid_consistency=WARN under normal load, "
+                                       "watching for GTID-unsafe statements, before ON; 0 = no window", 3600,
+                                       low=0, high=7 * 86400)
+
     # --- helpers ----------------------------------------------------------------------
 
     def source_endpoint(self) -> Endpoint:

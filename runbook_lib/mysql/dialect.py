@@ -235,6 +235,14 @@ class Dialect:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
 
+    def gtid_unsafe_logged(self, since: str) -> Sql | None:
+        """GTID-unsafe statements logged since ``since`` (server time) from performance_schema.error_log
+        (MySQL 8.0.22+, "The error_log Table"); None before 8.0.22, where only the error log file has them."""
+        if self.identity.version < (8, 0, 22):
+            return None
+        return Sql("SELECT LOGGED, THREAD_ID, ERROR_CODE, DATA FROM performance_schema.error_log WHERE LOGGED >= %s "
+                   "AND DATA LIKE 'Statement violates GTID consistency%%' ORDER BY LOGGED", (since,))
+
     # --- server settings (self-managed MySQL) --------------------------------
 
     @property

@@ -21,6 +21,9 @@ def _lab(args: argparse.Namespace) -> int:
         print(inspect.status_frame(state).to_string(index=False))
     elif args.action == "down":
         control.down(args.name, destroy=args.destroy)
+    elif args.action == "break" and args.fault == "gtid-unsafe":
+        from runbook_lib.lab import gtid_drill
+        gtid_drill.drill(args.name)
     elif args.action == "break":
         from runbook_lib.lab import faults
         if not args.fault:
@@ -52,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="the local rehearsal lab (real MySQL servers + AWS API endpoint)")
     lab.add_argument("action", choices=["up", "status", "down", "reset", "break"])
-    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs"],
-                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting)")
+    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs",
+                                                     "gtid-unsafe"],
+                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting; "
+                          "gtid-unsafe: 2 minutes of a GTID-unsafe application for 02_source_binlog)")
     lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
     lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
     lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")
