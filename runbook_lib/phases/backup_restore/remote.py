@@ -181,8 +181,9 @@ def plan(rb: Session) -> Any:
     return plan_stream(rb)
 
 
-def plan_stream(rb: Session, via: tuple[str, ...] = ()) -> StreamStep:
-    """Reuse a usable backup; continue an interrupted spooled stream; or stream a new backup."""
+def plan_stream(rb: Session, via: tuple[str, ...] = (), spec: xb.Stream | None = None) -> StreamStep:
+    """Reuse a usable backup; continue an interrupted spooled stream; or stream a new backup.
+    ``via`` and ``spec`` default to the parameters' (ssh, the series for the source's version)."""
     p, source = rb.params, rb.source()
     v = source.variables("gtid_executed", "gtid_purged")
     executed, purged = GtidSet(v["gtid_executed"] or ""), GtidSet(v["gtid_purged"] or "")
@@ -190,7 +191,7 @@ def plan_stream(rb: Session, via: tuple[str, ...] = ()) -> StreamStep:
     if found and not backup_usable(found[-1], source.identity.server_uuid, executed, purged):
         print(f"Backup {found[-1].name} (GTID {found[-1].gtid or 'empty'}) in S3 can still seed replication: reused.")
         return StreamStep(Plan("backup", "back up the source"), rb=rb)
-    spec, via = stream_spec(p, source.identity.version), via or transport(p)
+    spec, via = spec or stream_spec(p, source.identity.version), via or transport(p)
     host = f"{p.backup_ssh_user + '@' if p.backup_ssh_user else ''}{p.backup_ssh_host or p.source_host}"
     probe = subprocess.run([*via, xb.remote(f"command -v {p.xtrabackup_command} >/dev/null && "
                                             f"{p.xtrabackup_command} --version 2>&1 | tail -n 1")],
