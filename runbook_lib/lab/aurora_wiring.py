@@ -219,7 +219,7 @@ class AuroraWiring:
         keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
         where = f"s3://{bucket}/{prefix}"
         if any(k.rsplit("/", 1)[-1] in ("xtrabackup_checkpoints", "xtrabackup_info") or
-               k.endswith((".xbstream", ".tar.gz", ".tar")) for k in keys):
+               re.search(r"\.(xbstream|tar|gz)\d*$", k) for k in keys):     # split pieces too: backup.xbstream00
             raise LabError(f"{where} holds a Percona XtraBackup backup, which the lab cannot prepare",
                            hint="upload a MySQL clone-plugin copy instead: CLONE LOCAL DATA DIRECTORY = "
                                 "'/dir', then its files under the prefix")

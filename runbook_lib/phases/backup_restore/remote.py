@@ -119,6 +119,7 @@ class StreamStep:
             with s3stream.progress_bar(None, offset, f"stream to s3://{p.s3_bucket}/{prefix}") as bar:
                 pieces = s3stream.upload_stream(s3, p.s3_bucket, prefix, STEM, self.spec.extension, proc.stdout,
                                                 part_bytes=p.backup_part_mib * 2**20, resume=self.resume,
+                                                parts_per_piece=s3stream.parts_per_piece(p.backup_part_mib * 2**20),
                                                 progress=bar.update)
         finally:
             if proc.poll() is None:

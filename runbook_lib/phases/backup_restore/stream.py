@@ -25,6 +25,12 @@ from runbook_lib.core.errors import RunbookError
 
 MAX_PARTS = 10_000          # S3: parts of one multipart upload
 MIN_PART = 5 * 2**20        # S3: every part but the last
+MAX_PIECE = 5 * 10**12      # S3: an object (AWS: "Amazon S3 limits the size of a file ... to 5 TB")
+
+
+def parts_per_piece(part_bytes: int) -> int:
+    """Parts of one piece: S3's 10,000, fewer when the piece would pass 5 TB."""
+    return max(1, min(MAX_PARTS, MAX_PIECE // part_bytes))
 
 
 def piece_key(prefix: str, stem: str, extension: str, index: int) -> str:

@@ -125,8 +125,9 @@ def start_script(s: Stream, workdir: str, secret_bytes: int) -> str:
 def follow_script(workdir: str, offset: int) -> str:
     """The spooled stream from byte ``offset`` on, following it until xtrabackup has ended."""
     w = shlex.quote(workdir)
-    return (f"while [ ! -e {w}/stream ] && [ ! -e {w}/rc ]; do sleep 0.2; done; "
-            f"exec tail -c +{int(offset) + 1} -f --pid=$(cat {w}/pid) {w}/stream")
+    # tail skips only what the file holds when it starts: wait until the spool has reached the offset
+    return (f"while [ \"$(stat -c %s {w}/stream 2>/dev/null || echo -1)\" -lt {int(offset)} ] && [ ! -e {w}/rc ]; "
+            f"do sleep 0.2; done; exec tail -c +{int(offset) + 1} -f --pid=$(cat {w}/pid) {w}/stream")
 
 
 def status_script(workdir: str) -> str:
