@@ -135,8 +135,7 @@ class StreamStep:
         binlog_file, position, gtid = xb.parse_xtrabackup_info(status.info)
         aws_call(s3, "put_object", Bucket=p.s3_bucket, Key=sidecar_key(p, self.name),
                  Body=xb.binlog_info_text(binlog_file, position, gtid).encode(), ServerSideEncryption="AES256")
-        if p.backup_spool_dir:
-            self._ssh(xb.cleanup_script(work), timeout=120)
+        self._ssh(xb.cleanup_script(work), timeout=120)        # the log, xtrabackup_info, the spool
         marker.unlink(missing_ok=True)
         return _record(rb, self.name, "xtrabackup_ssh", gtid, pieces).to_frame()
 

@@ -106,17 +106,22 @@ def remote(script: str) -> str:
     return "bash -c " + shlex.quote(script)
 
 
+def _forget_password(workdir: str) -> str:
+    """The option file goes whenever the script ends, also when ssh hangs up or the stream breaks."""
+    return f"trap {shlex.quote('rm -f ' + shlex.quote(workdir + '/client.cnf'))} EXIT HUP INT TERM PIPE; "
+
+
 def pipe_script(s: Stream, workdir: str, secret_bytes: int) -> str:
     """xtrabackup's stream on stdout (not resumable); rc in ``workdir/rc``."""
     w = shlex.quote(workdir)
-    return (_prologue(workdir, secret_bytes) + f"{_pipeline(s, workdir)}; rc=$?; rm -f {w}/client.cnf; "
-            f"echo $rc > {w}/rc; exit $rc")
+    return (_prologue(workdir, secret_bytes) + _forget_password(workdir)
+            + f"{_pipeline(s, workdir)}; rc=$?; echo $rc > {w}/rc; exit $rc")
 
 
 def start_script(s: Stream, workdir: str, secret_bytes: int) -> str:
     """xtrabackup detached from the SSH session, its stream into ``workdir/stream``; prints its pid."""
     w = shlex.quote(workdir)
-    inner = (f"set -o pipefail; {_pipeline(s, workdir)} > {w}/stream; rc=$?; rm -f {w}/client.cnf; "
+    inner = (f"set -o pipefail; {_forget_password(workdir)}{_pipeline(s, workdir)} > {w}/stream; rc=$?; "
              f"echo $rc > {w}/rc")
     return (_prologue(workdir, secret_bytes) + f"setsid nohup bash -c {shlex.quote(inner)} </dev/null >/dev/null "
             f"2>&1 & echo $! > {w}/pid; cat {w}/pid")

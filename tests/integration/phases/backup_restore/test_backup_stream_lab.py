@@ -88,6 +88,17 @@ def sshd(slab):
     proc.wait(10)
 
 
+@pytest.fixture(scope="module")
+def fake(slab):
+    """(stand-in xtrabackup, the GTID position it reports: the source's gtid_executed)."""
+    path = slab[3] / "bin" / "xtrabackup"
+    path.parent.mkdir()
+    gtid = query(slab[1]["onprem"], "SELECT @@gtid_executed g")[0]["g"]
+    path.write_text(fake_xtrabackup(gtid))
+    path.chmod(0o755)
+    return path, gtid
+
+
 def open_rb(slab, **changes):
     return session.open_session(str(params_variant(slab[2], **changes)), ["backup"])
 
@@ -140,13 +151,9 @@ def test_a_stream_goes_to_s3_in_pieces_and_an_interrupted_upload_continues(slab)
 
 # --- the SSH path end to end -----------------------------------------------------------------------
 
-def test_xtrabackup_over_ssh_streams_to_s3_and_an_interrupted_upload_continues_from_the_spool(slab, sshd):
+def test_xtrabackup_over_ssh_streams_to_s3_and_an_interrupted_upload_continues_from_the_spool(slab, sshd, fake):
     port, user, key, known = sshd
-    fake = slab[3] / "bin" / "xtrabackup"
-    fake.parent.mkdir()
-    gtid = query(slab[1]["onprem"], "SELECT @@gtid_executed g")[0]["g"]
-    fake.write_text(fake_xtrabackup(gtid))
-    fake.chmod(0o755)
+    fake, gtid = fake
     spool = slab[3] / "spool"
     changes = dict(backup_method="xtrabackup_ssh", backup_ssh_host="127.0.0.1", backup_ssh_port=port,
                    backup_ssh_user=user, backup_ssh_key=key, backup_ssh_known_hosts=known,
@@ -201,3 +208,37 @@ def test_a_backup_in_s3_without_its_gtid_position_or_with_unknown_files_is_refus
     with pytest.raises(CheckFailed) as caught:
         check_s3_backup(rb, rb.source())
     assert "format Aurora reads" in str(caught.value) and "GTID position" in str(caught.value)
+
+
+def test_without_a_spool_an_interrupted_upload_is_discarded_and_the_backup_streamed_again(slab, sshd, fake):
+    port, user, key, known = sshd
+    fake = fake[0]
+    changes = dict(backup_method="xtrabackup_ssh", backup_ssh_host="127.0.0.1", backup_ssh_port=port,
+                   backup_ssh_user=user, backup_ssh_key=key, backup_ssh_known_hosts=known, backup_spool_dir="",
+                   xtrabackup_command=str(fake), backup_part_mib=5, backup_dir=str(slab[3] / "backups-pipe"),
+                   s3_bucket="stream-pipe")
+    aws_client(slab[0].endpoint_url, "s3").create_bucket(Bucket="stream-pipe")
+    spec = xb.Stream("8.4", "xbstream", str(fake), "127.0.0.1", slab[0].onprem_port)
+    rb = open_rb(slab, **changes)
+    step = remote.plan_stream(rb, spec=spec)
+    s3 = rb.aws("s3")
+    real_upload_part = s3.upload_part
+
+    def refuse_second(**kw):
+        if kw["PartNumber"] == 2:
+            raise EndpointConnectionError(endpoint_url=slab[0].endpoint_url)
+        return real_upload_part(**kw)
+
+    s3.upload_part = refuse_second
+    with pytest.raises(AwsError):
+        step.apply()
+    s3.upload_part = real_upload_part
+    again = remote.plan_stream(rb, spec=spec)
+    shown = again.plan.to_frame().to_string()
+    assert again.resume is None and again.discard is not None and len(again.discard.parts) == 1
+    assert "discard the interrupted upload" in shown and "Percona XtraBackup 8.4" in shown
+    again.apply()
+    assert not s3.list_multipart_uploads(Bucket="stream-pipe").get("Uploads")       # the old parts are gone
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="stream-pipe")["Contents"])
+    assert keys == [f"backup/{again.name}.runbook/xtrabackup_binlog_info", f"backup/{again.name}/backup.xbstream00"]
+    assert not Path(f"/tmp/runbook-backup-{again.name}").exists()        # work folder (password file) removed

@@ -118,6 +118,19 @@ def test_the_pipe_script_streams_and_leaves_status_and_no_option_file(host):
     assert not (tmp / "work" / "client.cnf").exists()
 
 
+def test_the_option_file_goes_when_the_stream_breaks(host, monkeypatch):
+    tmp, spec, secret = host
+    monkeypatch.setenv("FAKE_SLEEP", "1")
+    proc = subprocess.Popen(["bash", "-c", xb.pipe_script(spec, str(tmp / "work"), len(secret))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "GTID": U1})
+    proc.stdin.write(secret)
+    proc.stdin.close()
+    assert proc.stdout.read(1000) == b"x" * 1000 and (tmp / "work" / "client.cnf").exists()
+    proc.stdout.close()                        # ssh gone: the next write of the stream breaks the pipe
+    proc.wait(20)
+    assert not (tmp / "work" / "client.cnf").exists()
+
+
 def test_a_failing_xtrabackup_is_not_ok(host):
     tmp, spec, _ = host
     work = str(tmp / "work")
@@ -148,4 +161,4 @@ def test_remote_quotes_the_whole_script_for_the_login_shell():
     script = xb.pipe_script(xb.Stream("8.4", "xbstream", "/opt/x b/xtrabackup"), "/sp ool/T", 10)
     assert shlex.split(xb.remote(script)) == ["bash", "-c", script]
     assert "'/opt/x b/xtrabackup' '--defaults-extra-file=/sp ool/T/client.cnf'" in script
-    assert "rm -f '/sp ool/T'/client.cnf" in script
+    assert script.count("EXIT HUP INT TERM PIPE") == 1          # the option file goes however the script ends
