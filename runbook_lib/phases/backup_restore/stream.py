@@ -8,7 +8,9 @@ consumes your backup files in alphabetical order and also in natural number orde
 5 TB, a multipart upload at most 10,000 parts).  Nothing is kept locally: S3 is the record.
 
 :func:`pending` reads what S3 already holds under the backup's prefix: completed pieces and the
-open multipart upload with its parts (``ListMultipartUploads``, ``ListParts``).  An interrupted
+open multipart upload with its parts (``ListMultipartUploads``, ``ListParts``; Amazon S3 User Guide,
+"Uploading and copying objects using multipart upload in Amazon S3": an upload has no expiry, its
+parts stay, and are billed ("Aborting a multipart upload"), until it is completed or stopped).  An interrupted
 upload is never aborted on its own: its parts stay and are listed, and :func:`upload_stream`
 continues it when the stream can be read again from the byte where the parts end.
 """
