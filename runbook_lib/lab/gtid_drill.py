@@ -13,6 +13,7 @@ of it reaches the backup or a consistency check.  Lab only: it connects as ``lab
 """
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 
@@ -66,11 +67,10 @@ def drill(name: str | None = None, seconds: float = 120.0, *, say: Callable[[str
         "JupyterLab): its WARN window must stop at WARN and name this statement.")
     timer = threading.Timer(seconds, stop.set)
     timer.start()
+    for sig in (signal.SIGINT, signal.SIGTERM):      # Ctrl-C or kill: end the loop, drop the schema
+        signal.signal(sig, lambda *_: stop.set())
     try:
         done = run_unsafe_app(onprem, stop)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
     finally:
         timer.cancel()
     say(f"{done} unsafe transactions ran; schema {SCHEMA} dropped.")
