@@ -175,7 +175,9 @@ def plan(rb: Session) -> Any:
         raise NotApplied(f"gtid_mode=ON on the source (it is {mode})", "source_binlog")
     if p.backup_method == "s3":
         found = check_s3_backup(rb, source)
-        _record(rb, p.backup_s3_name, "s3", found.gtid, found.objects)
+        if not any(b.name == p.backup_s3_name and b.method == "s3" and b.gtid_set == GtidSet(found.gtid)
+                   for b in backups(p.backup_dir)):      # recorded once (the row counts are read then)
+            _record(rb, p.backup_s3_name, "s3", found.gtid, found.objects)
         return StreamStep(Plan("backup", f"check the backup already in s3://{p.s3_bucket}/{p.s3_prefix}"
                                          f"{p.backup_s3_name}/"), rb=rb)
     return plan_stream(rb)

@@ -23,7 +23,7 @@ from runbook_lib.lab import inspect
 from runbook_lib.phases.backup_restore import remote
 from runbook_lib.phases.backup_restore import stream as s3stream
 from runbook_lib.phases.backup_restore import xtrabackup as xb
-from runbook_lib.phases.backup_restore.backup import backups
+from runbook_lib.phases.backup_restore.backup import backups, latest_backup, plan_upload
 from runbook_lib.phases.backup_restore.s3_backup import check_s3_backup
 from tests.support import aws_client, own_lab, params_variant, port_base, query, wait_for
 
@@ -194,9 +194,15 @@ def test_xtrabackup_over_ssh_streams_to_s3_and_an_interrupted_upload_continues_f
     assert record.counts_at_position and dict(record.counts)["app_crm.persona"] == 200
     assert not (spool / step.name).exists()                            # the spool is removed after the upload
     # the same backup, now "already in S3": checked, not taken again
-    rb2 = open_rb(slab, **{**changes, "backup_method": "s3", "backup_s3_name": step.name})
+    rb2 = open_rb(slab, **{**changes, "backup_method": "s3", "backup_s3_name": step.name,
+                           "backup_dir": str(slab[3] / "backups-s3")})
     found = check_s3_backup(rb2, rb2.source())
     assert found.gtid == gtid and found.objects == ((piece, len(body)),)
+    checked = remote.plan(rb2)                         # what notebook 04 does: checks, records, changes nothing
+    assert checked.plan.is_empty
+    taken = latest_backup(rb2)
+    assert (taken.method, taken.name, taken.gtid, taken.bytes) == ("s3", step.name, gtid, len(body))
+    assert taken.s3_prefix(rb2.params) == prefix and plan_upload(rb2, taken).plan.is_empty
 
 
 def test_a_backup_in_s3_without_its_gtid_position_or_with_unknown_files_is_refused(slab):
