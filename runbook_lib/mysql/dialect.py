@@ -235,6 +235,24 @@ class Dialect:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
 
+    def tablespace_files(self) -> Sql:
+        """InnoDB tablespaces and their data files (columns ``name``, ``path``, ``kind``): where a
+        physical copy finds them.  8.0+: ``information_schema.FILES``; 5.7: ``INNODB_SYS_DATAFILES``."""
+        if self.identity.version >= (8, 0, 0):
+            return Sql("SELECT TABLESPACE_NAME AS name, FILE_NAME AS path, FILE_TYPE AS kind "
+                       "FROM information_schema.FILES WHERE ENGINE = 'InnoDB' AND FILE_TYPE <> 'TEMPORARY'")
+        return Sql("SELECT t.NAME AS name, d.PATH AS path, 'TABLESPACE' AS kind "
+                   "FROM information_schema.INNODB_SYS_DATAFILES d "
+                   "JOIN information_schema.INNODB_SYS_TABLESPACES t USING (SPACE)")
+
+    def encrypted_tablespaces(self) -> Sql | None:
+        """Names of encrypted InnoDB tablespaces (8.0.13+: ``INNODB_TABLESPACES.ENCRYPTION``); None where
+        only the tables' CREATE_OPTIONS tell (5.7, early 8.0)."""
+        if self.identity.version >= (8, 0, 13):
+            return Sql("SELECT NAME AS name FROM information_schema.INNODB_TABLESPACES WHERE ENCRYPTION = 'Y' "
+                       "ORDER BY NAME")
+        return None
+
     # --- server settings (self-managed MySQL) --------------------------------
 
     @property
