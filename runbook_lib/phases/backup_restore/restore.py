@@ -241,8 +241,9 @@ def gtid_check(backup: Backup | None, restored: GtidSet, backup_dir: str) -> Che
                            "the position was read after a clone that ran during writes: Aurora's own "
                            "gtid_executed is the backup's position, and replication starts from it")
     return CheckResult(item, position, str(restored), "fail",
-                       f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start "
-                       "in the wrong place; restore again from a new backup")
+                       f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start in the wrong "
+                       "place; approve step 'restore' so the GTID position cell declares it executed "
+                       "(mysql.rds_gtid_purged, Aurora 3.04+), or restore again from a new backup")
 
 
 @dataclass(frozen=True)
