@@ -10,6 +10,10 @@ Aurora 3.03 has no such procedure and the plan stops with the steps).
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pymysql
 import pytest
 
@@ -22,7 +26,7 @@ from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.phases.backup_restore.backup import Backup
 from runbook_lib.phases.backup_restore.gtid_position import plan_gtid_position
 from runbook_lib.phases.preflight.steps import gather
-from tests.support import gtids, lab_name, own_lab, query
+from tests.support import gtids, lab_name, own_lab, params_variant, query
 
 pytestmark = pytest.mark.lab
 
@@ -34,11 +38,21 @@ TABLES_SQL = ("SELECT CONCAT(table_schema, '.', table_name) AS t, row_format AS 
 
 @pytest.fixture(scope="module")
 def rlab(tmp_path_factory):
-    """(state, servers, params file) of a fresh lab: the unprepared source and the Aurora stand-in."""
+    """(state, servers, params file) of a fresh lab: the unprepared source and the Aurora stand-in, whose
+    AWS endpoint restores from S3 *without* the backup's GTID history (the session's lab keeps it)."""
     from runbook_lib.lab import inspect
-    with own_lab("restore", persona_rows=500) as (state, servers):
-        params = inspect.write_params(state, tmp_path_factory.mktemp("restore") / "lab.yaml")
-        yield state, servers, params
+    before = os.environ.get("RUNBOOK_LAB_RESTORE_GTIDS")
+    os.environ["RUNBOOK_LAB_RESTORE_GTIDS"] = "lost"          # read by the endpoint process at its start
+    try:
+        with own_lab("restore", persona_rows=500) as (state, servers):
+            os.environ.pop("RUNBOOK_LAB_RESTORE_GTIDS") if before is None else None
+            params = inspect.write_params(state, tmp_path_factory.mktemp("restore") / "lab.yaml")
+            yield state, servers, params
+    finally:
+        if before is None:
+            os.environ.pop("RUNBOOK_LAB_RESTORE_GTIDS", None)
+        else:
+            os.environ["RUNBOOK_LAB_RESTORE_GTIDS"] = before
 
 
 def source_snapshot(onprem) -> dict:
@@ -141,3 +155,24 @@ def test_gtid_position_kept_nothing_to_do_lost_declared_with_rds_gtid_purged(rla
     finally:
         rb.close()
         _admin(state, aurora, "3.08.0")
+
+
+def test_phase_4_sets_the_position_a_restore_from_s3_lost(rlab, tmp_path):
+    """End to end through the lab's AWS endpoint, which here restores without the GTID history: notebooks
+    02-04 with their approvals; phase 4 finds Aurora's gtid_executed empty and declares the backup's
+    position with mysql.rds_gtid_purged, and its checks pass."""
+    from runbook_lib.run import runner
+    state, servers, params = rlab
+    run_params = params_variant(params, run_dir=str(tmp_path))
+    result = runner.run(run_params, only="02-03", progress=False, say=lambda *_: None)
+    assert result.ok, [(p.notebook, p.status, p.error) for p in result.phases]
+    query(servers["onprem"], "INSERT INTO tenant_acme.orders (sku, qty, placed_at) VALUES ('t-gtid', 1, NOW())")
+    result = runner.run(run_params, only="04", progress=False, say=lambda *_: None)
+    assert result.ok, [(p.notebook, p.status, p.error) for p in result.phases]
+    [record] = [json.loads(p.read_text()) for p in Path(state.backup_dir).glob("*.runbook.json")]
+    assert gtids(servers["aurora"]) == GtidSet(record["gtid"]) == gtids(servers["onprem"]) != GtidSet()
+    assert query(servers["aurora"], "SELECT @@global.gtid_purged AS p")[0]["p"]   # declared, not executed
+    [nb] = list(result.run_dir.glob("*04_backup_restore*.ipynb"))
+    text = nb.read_text()
+    assert "CALL mysql.rds_gtid_purged(" in text and "APPLIED: step 'restore'" in text
+    assert "PASS: restore: all" in text
