@@ -39,9 +39,21 @@ MAX_SKIPS = 1000      # one procedure call per GTID before Aurora 3.04; more: up
 TITLE = "Aurora's GTID history: the backup's position"
 
 
-def missing_gtids(position: GtidSet, executed: GtidSet) -> GtidSet:
-    """What of the backup's position Aurora's ``gtid_executed`` lacks (pure)."""
-    return position - executed
+def missing_gtids(position: GtidSet, executed: GtidSet, exact: bool = True) -> GtidSet:
+    """What of the backup's position Aurora's ``gtid_executed`` lacks and may be declared (pure).
+
+    A position read after a clone that ran during writes (``exact`` False) may hold transactions the
+    copy lacks: it is never declared.  Aurora's own history is then the position; if it has none,
+    CheckFailed says to take the backup again."""
+    missing = position - executed
+    if missing and not exact:
+        if executed and executed <= position:
+            return GtidSet()
+        raise CheckFailed("GTID position after the restore", ["Aurora has no GTID history"],
+                          hint="the backup's position was read after a clone that ran during writes, so it is not "
+                               "exact and cannot be declared: take the backup again without writes (or with "
+                               "XtraBackup, whose xtrabackup_binlog_info is exact) and restore again")
+    return missing
 
 
 def statements(d: Dialect, missing: GtidSet) -> list[Sql]:
@@ -96,18 +108,9 @@ def plan_gtid_position(rb: Session, backup: Backup | None) -> PositionStep:
     if backup is None:
         print("No backup record: Aurora's GTID history cannot be compared with a position (see the checks).")
         return PositionStep(Plan("restore", TITLE), rb=rb)
-    missing = missing_gtids(backup.gtid_set, executed)
-    if missing and not backup.gtid_exact:
-        if executed and executed <= backup.gtid_set:
-            print("The backup's position was read after a clone that ran during writes: Aurora's own "
-                  f"gtid_executed ({executed}) is the position; nothing to set.")
-            return PositionStep(Plan("restore", TITLE), rb=rb)
-        raise CheckFailed("GTID position after the restore", ["Aurora has no GTID history"],
-                          hint="the backup's position was read after a clone that ran during writes, so it is not "
-                               "exact and cannot be declared: take the backup again without writes (or with "
-                               "XtraBackup, whose xtrabackup_binlog_info is exact) and restore again")
+    missing = missing_gtids(backup.gtid_set, executed, backup.gtid_exact)
     if not missing:
-        print(f"Aurora's gtid_executed holds the backup's position ({backup.gtid or 'empty'}): nothing to set.")
+        print(f"Aurora's gtid_executed holds the backup's position ({executed or 'empty'}): nothing to set.")
         return PositionStep(Plan("restore", TITLE), rb=rb)
     sqls = statements(aurora.dialect, missing)
     how = "mysql.rds_gtid_purged" if aurora.dialect.has_rds_gtid_purged else "mysql.rds_skip_transaction_with_gtid"

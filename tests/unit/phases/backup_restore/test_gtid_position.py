@@ -29,6 +29,13 @@ def test_missing_part_of_the_position():
     assert missing_gtids(POSITION, GtidSet.parse(f"{SRC}:1-100")) == GtidSet.parse(f"{SRC}:101-250000")
 
 
+def test_a_position_read_after_a_clone_during_writes_is_never_declared():
+    """The clone's position was read after it: Aurora's own history is the position; none at all stops."""
+    assert missing_gtids(POSITION, GtidSet.parse(f"{SRC}:1-249990"), exact=False) == GtidSet()
+    with pytest.raises(CheckFailed, match="GTID position"):
+        missing_gtids(POSITION, GtidSet(), exact=False)
+
+
 @pytest.mark.parametrize("version", ["3.04.0", "3.08.2", "3.12.0"])
 def test_aurora_3_04_and_later_declare_the_whole_position_in_one_call(version):
     sqls = statements(aurora(version), POSITION)
