@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from runbook_lib.core.errors import CheckFailed
 from runbook_lib.mysql.identity import Flavor
 from runbook_lib.phases.preflight.restore_s3 import (
     RestoreFacts,
@@ -24,6 +27,7 @@ COMMUNITY = "MySQL Community Server - GPL"
 PERCONA = "Percona Server (GPL), Release 30, Revision 4b05b2a3"
 # `xtrabackup --version` (stderr) of Percona's packages
 PXB_8035 = "xtrabackup version 8.0.35-31 based on MySQL server 8.0.35 Linux (x86_64) (revision id: 55ec21d7)"
+PXB_8040 = "xtrabackup version 8.0.40-31 based on MySQL server 8.0.40 Linux (x86_64) (revision id: 0e0c6f83)"
 PXB_8029 = "xtrabackup version 8.0.29-22 based on MySQL server 8.0.29 Linux (x86_64) (revision id: c31e7ddcce3)"
 PXB_24 = "xtrabackup version 2.4.29 based on MySQL server 5.7.44 Linux (x86_64) (revision id: 2e6c0951)"
 PXB_84 = "xtrabackup version 8.4.0-3 based on MySQL server 8.4.0 Linux (x86_64) (revision id: da5ac5b5)"
@@ -68,6 +72,17 @@ def test_source_minor_newer_than_aurora_fails_naming_both_and_the_fix():
     assert minor_version_row((5, 7, 44), "5.7.44", "5.7.mysql_aurora.2.12.5").status == "pass"
     assert minor_version_row((8, 0, 30), "8.0.30", "8.0.mysql_aurora.3.99.0").status == "warn"
     assert minor_version_row((8, 0, 30), "8.0.30", "3.08").status == "fail"
+
+
+def test_preflight_fails_on_a_source_newer_than_the_aurora_engine(capsys):
+    """The whole preflight of a MySQL 8.0.40 source planned into Aurora 3.08 (MySQL 8.0.39) stops."""
+    pf = pf_for(version=(8, 0, 40), xtrabackup=PXB_8040)
+    with pytest.raises(CheckFailed) as info:
+        pf.conclude()
+    assert info.value.failed == ["MySQL version: source ≤ Aurora engine"]
+    r = rows(pf)["MySQL version: source ≤ Aurora engine"]
+    assert "8.0.40" in r.source and "8.0.39" in r.aurora and "8.0.mysql_aurora.3.09.0" in r.advice
+    assert "8.0.mysql_aurora.3.09.0" in capsys.readouterr().out
 
 
 def test_the_lab_source_97_is_judged_by_the_major_rows_not_this_one():
