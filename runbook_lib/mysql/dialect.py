@@ -240,8 +240,7 @@ class Dialect:
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
 
     def tablespace_files(self) -> Sql:
-        """InnoDB tablespaces and their data files (columns ``name``, ``path``, ``kind``): where a
-        physical copy finds them.  8.0+: ``information_schema.FILES``; 5.7: ``INNODB_SYS_DATAFILES``."""
+        """InnoDB tablespaces and their data files (columns ``name``, ``path``, ``kind``)."""
         if self.identity.version >= (8, 0, 0):
             return Sql("SELECT TABLESPACE_NAME AS name, FILE_NAME AS path, FILE_TYPE AS kind "
                        "FROM information_schema.FILES WHERE ENGINE = 'InnoDB' AND FILE_TYPE <> 'TEMPORARY'")
@@ -250,8 +249,7 @@ class Dialect:
                    "JOIN information_schema.INNODB_SYS_TABLESPACES t USING (SPACE)")
 
     def encrypted_tablespaces(self) -> Sql | None:
-        """Names of encrypted InnoDB tablespaces (8.0.13+: ``INNODB_TABLESPACES.ENCRYPTION``); None where
-        only the tables' CREATE_OPTIONS tell (5.7, early 8.0)."""
+        """Encrypted InnoDB tablespaces (8.0.13+); None where only the tables' CREATE_OPTIONS tell."""
         if self.identity.version >= (8, 0, 13):
             return Sql("SELECT NAME AS name FROM information_schema.INNODB_TABLESPACES WHERE ENCRYPTION = 'Y' "
                        "ORDER BY NAME")
@@ -326,17 +324,12 @@ class Dialect:
                 and _version_tuple(self.identity.aurora_version) >= RDS_GTID_PURGED_SINCE)
 
     def gtid_purged(self, gtids: str) -> Sql:
-        """Declare transactions executed without running them on Aurora: ``CALL mysql.rds_gtid_purged
-        ('+set')`` appends the set to ``gtid_purged`` (Aurora 3.04+; "Replicating transactions using
-        GTIDs").  As MySQL's ``SET GLOBAL gtid_purged``, Aurora refuses a set that overlaps the GTIDs
-        executed and not purged, or that a running transaction owns.  One call for any number of GTIDs,
-        where :meth:`skip_transaction_with_gtid` takes one call per GTID."""
+        """Declare GTIDs executed on Aurora 3.04+ in one call: ``mysql.rds_gtid_purged('+set')`` appends to
+        ``gtid_purged`` ("Replicating transactions using GTIDs"); refused if it overlaps gtid_executed."""
         proc = self._proc("rds_gtid_purged")
         if not self.has_rds_gtid_purged:
-            raise UnsupportedServer(self.role, f"mysql.rds_gtid_purged needs Aurora MySQL 3.04 or later; this is "
-                                    f"Aurora MySQL {self.identity.aurora_version}",
-                                    hint="call mysql.rds_skip_transaction_with_gtid once per GTID, or upgrade the "
-                                         "cluster to Aurora MySQL 3.04 or later")
+            raise UnsupportedServer(self.role, f"mysql.rds_gtid_purged needs Aurora MySQL 3.04+, not "
+                                    f"{self.identity.aurora_version}", hint="skip_transaction_with_gtid() per GTID")
         try:
             wanted = GtidSet.parse(gtids.lstrip("+"))
         except ValueError as e:

@@ -222,6 +222,16 @@ def test_rds_gtid_purged_from_aurora_3_04_only() -> None:
             dialect_for(identity("8.0.39", "3.08.0")).gtid_purged(bad)
 
 
+def test_tablespace_queries_follow_the_version() -> None:
+    """Where a physical copy finds the data files: information_schema.FILES from 8.0 (run on 9.7 by the
+    preflight drills' lab test), INNODB_SYS_DATAFILES on 5.7; encryption per tablespace from 8.0.13."""
+    assert "information_schema.FILES" in dialect_for(identity("9.7.4")).tablespace_files().text
+    assert "INNODB_SYS_DATAFILES" in dialect_for(identity("5.7.44")).tablespace_files().text
+    assert "INNODB_TABLESPACES" in dialect_for(identity("8.0.13")).encrypted_tablespaces().text
+    assert dialect_for(identity("8.0.12")).encrypted_tablespaces() is None
+    assert dialect_for(identity("5.7.44")).encrypted_tablespaces() is None
+
+
 def test_status_field() -> None:
     assert dialect_for(identity("8.0.21")).status_field("seconds_behind") == "Seconds_Behind_Master"
     assert dialect_for(identity("9.7.4")).status_field("seconds_behind") == "Seconds_Behind_Source"
