@@ -14,6 +14,8 @@
 --                          rds_reset_external_master, rds_set_master_auto_position(auto_position_mode)
 --   Aurora 3 names         rds_set_external_source_with_auto_position(...same five...),
 --                          rds_reset_external_source, rds_set_source_auto_position(auto_position_mode)
+--   Aurora 3.06+ and 8.4   rds_set_binlog_source_ssl(mode)   (TLS of the external channel)
+-- ssl_encryption is accepted and ignored, as AWS documents it for Aurora ("isn't currently implemented").
 -- The installer drops the Aurora 3 names when it emulates Aurora 2 (Aurora 3 keeps both sets).
 -- Messages and refusals follow the RDS/Aurora procedures (SIGNAL SQLSTATE '45000', error 1644).
 -- Names starting rds_standin_ are this stand-in's own helpers; Aurora has no such objects.
@@ -166,7 +168,11 @@ CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_standin_set_source(
   SQL SECURITY DEFINER
 BEGIN
   DECLARE v_log_bin BOOLEAN;
-  DECLARE v_ssl TINYINT DEFAULT COALESCE(ssl_encryption, 0);
+  -- Aurora ignores ssl_encryption: "This option isn't currently implemented" (AWS, "Configuring,
+  -- starting, and stopping binary log (binlog) replication", the Aurora 2 and Aurora 3 entries of
+  -- rds_set_external_{master,source}_with_auto_position).  The channel is set without TLS; on
+  -- Aurora 3.06+ mysql.rds_set_binlog_source_ssl(1) turns SOURCE_SSL on afterwards.
+  DECLARE v_ssl TINYINT DEFAULT 0;
   DECLARE v_state VARCHAR(10);
   DECLARE EXIT HANDLER FOR SQLEXCEPTION
   BEGIN
@@ -192,7 +198,7 @@ BEGIN
       ', SOURCE_PORT = ', host_port,
       ', SOURCE_USER = ', QUOTE(TRIM(replication_user_name)),
       ', SOURCE_PASSWORD = ', QUOTE(COALESCE(replication_user_password, '')),
-      ', SOURCE_SSL = ', IF(v_ssl <> 0, 1, 0),
+      ', SOURCE_SSL = 0',
       ', SOURCE_AUTO_POSITION = 1',
       ', SOURCE_CONNECT_RETRY = 60, SOURCE_RETRY_COUNT = 86400',
       ' FOR CHANNEL ''''');
@@ -551,5 +557,41 @@ CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_show_configuration()
 BEGIN
   SELECT name, value, description FROM mysql.rds_configuration;
 END $$
+
+-- mysql.rds_set_binlog_source_ssl(mode): "Enables SOURCE_SSL encryption for binlog replication"; mode
+-- 0 (the default) disables it, 1 enables it; "supported for Aurora MySQL version 3.06 and higher"
+-- (AWS, "Configuring, starting, and stopping binary log (binlog) replication").  The installer drops
+-- it for Aurora 2 and Aurora 3 before 3.06.  SOURCE_SSL_VERIFY_SERVER_CERT stays 0, as on Aurora
+-- ("the connection is encrypted, but the certificates aren't verified").  Like CHANGE REPLICATION
+-- SOURCE TO SOURCE_SSL, it needs the receiver stopped: the server's own error says so otherwise.
+DROP PROCEDURE IF EXISTS mysql.rds_set_binlog_source_ssl $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_set_binlog_source_ssl(IN mode TINYINT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE v_mode TINYINT DEFAULT IF(COALESCE(mode, 0) <> 0, 1, 0);
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF mysql.rds_standin_channel_state() = 'NOT_EXIST' THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT =
+      'You can''t set binlog source SSL because replication isn''t configured. First call mysql.rds_set_external_source.';
+  END IF;
+  SET @rds_standin_cmd = CONCAT('CHANGE REPLICATION SOURCE TO SOURCE_SSL = ', v_mode,
+                                ', SOURCE_SSL_VERIFY_SERVER_CERT = 0 FOR CHANNEL ''''');
+  PREPARE rds_standin_stmt FROM @rds_standin_cmd;
+  EXECUTE rds_standin_stmt;
+  DEALLOCATE PREPARE rds_standin_stmt;
+  CALL mysql.rds_standin_history('set binlog source ssl', NULL, NULL, NULL, v_mode, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT CONCAT('Binlog source SSL has been set to ', v_mode, '.') AS Message;
+END $$
+
 
 DELIMITER ;

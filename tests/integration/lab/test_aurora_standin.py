@@ -26,6 +26,7 @@ from runbook_lib.lab.aurora_standin import (
     FORBIDDEN_PRIVILEGES,
     install_aurora_standin,
     master_user_grants,
+    procedures_for,
     split_sql_script,
     standin_installed,
 )
@@ -267,8 +268,12 @@ def test_full_cycle_set_start_replicate_stop_reset(admin, pair):
                                       "First call mysql.rds_set_external_master.")
         assert set_source(admin, source) == []
         status = replica_status(admin)
+        # ssl_encryption=1 was given: Aurora ignores it ("This option isn't currently implemented").
         assert (status["Source_Port"], status["Auto_Position"], status["Source_SSL_Allowed"],
-                status["Connect_Retry"], status["Source_Retry_Count"]) == (source.port, 1, "Yes", 60, 86400)
+                status["Connect_Retry"], status["Source_Retry_Count"]) == (source.port, 1, "No", 60, 86400)
+        assert call(admin, "CALL mysql.rds_set_binlog_source_ssl(1)") == [("Binlog source SSL has been set to 1.",)]
+        status = replica_status(admin)
+        assert (status["Source_SSL_Allowed"], status["Source_SSL_Verify_Server_Cert"]) == ("Yes", "No")
         assert set(status["Replicate_Ignore_Table"].split(",")) == {
             "mysql.rds_replication_status", "mysql.rds_monitor", "mysql.rds_sysinfo",
             "mysql.rds_configuration", "mysql.rds_history"}
@@ -292,6 +297,7 @@ def test_full_cycle_set_start_replicate_stop_reset(admin, pair):
         assert call(admin, "CALL mysql.rds_reset_external_source") == [("Slave has been reset",)]
         assert replica_status(admin) == {}
         assert refused(admin, "CALL mysql.rds_reset_external_source")[0] == 1644
+        assert refused(admin, "CALL mysql.rds_set_binlog_source_ssl(1)")[0] == 1644      # no channel
         actions = [r[0] for r in call(admin, "SELECT action FROM mysql.rds_history")]
         assert {"set master", "start slave", "stop slave", "reset slave"} <= set(actions)
 
@@ -378,12 +384,20 @@ def test_second_install_updates_password_and_aurora2_names(pair):
                                        "WHERE ROUTINE_SCHEMA = 'mysql' AND ROUTINE_TYPE = 'PROCEDURE'")}
         assert "rds_set_external_master_with_auto_position" in names
         assert not names & set(AURORA3_ONLY_PROCEDURES)
+        assert "rds_set_binlog_source_ssl" not in names          # Aurora 3.06 and higher only
         assert standin_installed(c)
         with pytest.raises(pymysql.err.OperationalError):
             login(ADMIN_PASSWORD).close()
         with closing(login("Another-pw-2")) as a:
             grants = " ".join(r[0] for r in call(a, "SHOW GRANTS"))
             assert "WITH GRANT OPTION" in grants and "rds_superuser_role" not in grants
+        for version, has_ssl, has_master in (("3.05.2", False, True), ("8.4.7", True, False)):
+            install_aurora_standin(c, aurora_version=version, admin_password=ADMIN_PASSWORD)
+            names = {r[0] for r in call(c, "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+                                           "WHERE ROUTINE_SCHEMA = 'mysql' AND ROUTINE_TYPE = 'PROCEDURE'")}
+            assert set(procedures_for(version)) <= names and standin_installed(c)
+            assert ("rds_set_binlog_source_ssl" in names, "rds_reset_external_master" in names) == \
+                (has_ssl, has_master), version
         install_aurora_standin(c, aurora_version="3.08.0", admin_password=ADMIN_PASSWORD)
         assert standin_installed(c)
     login(ADMIN_PASSWORD).close()
