@@ -109,7 +109,7 @@ def replicated_lab(name: str, port_base: int, rows: int, *, fresh: bool = True,
     from runbook_lib.lab import control
     if fresh:
         control.down(name, destroy=True, say=lambda *_: None)
-    ctx = Context(control.up(name, port_base=port_base, persona_rows=rows, say=say), say)
+    ctx = Context(control.up(name, port_base=port_base, persona_rows=rows, aurora="3", say=say), say)
     if ctx.statuses()["aurora"] is not None:
         ctx.wait_caught_up()
         return ctx

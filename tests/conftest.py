@@ -92,7 +92,7 @@ def lab(tmp_path_factory) -> LabHandle:
     name = support.lab_name()
     if not support.reuse():
         control.down(name, destroy=True, say=lambda *_: None)
-    state = control.up(name, port_base=support.port_base(), persona_rows=support.rows())
+    state = control.up(name, port_base=support.port_base(), persona_rows=support.rows(), aurora="3")
     params = inspect.write_params(state, tmp_path_factory.mktemp("lab") / "lab.yaml")
     yield LabHandle(state, params)
     if not support.keep():

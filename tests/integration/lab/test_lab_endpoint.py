@@ -50,7 +50,7 @@ def elab():
     path.write_text(json.dumps(dataclasses.asdict(state)))
     path.chmod(0o600)
     try:
-        state = control.up(NAME, say=lambda *_: None)      # builds both servers, starts the endpoint
+        state = control.up(NAME, aurora="3", say=lambda *_: None)      # builds both servers, starts the endpoint
         yield state, control.instances(state)
     finally:
         for inst in control.instances(state).values():
