@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules that share a lab, and so one worker (longest chain first); any other module is its own group.
 SHARED_LABS = {
     "lab-test": ("tests/integration/lab/test_lab_core.py", "tests/notebooks/"),
+    # phases 01-07 as Aurora 8.4 on a lab of its own: second in line, so the other worker starts it
+    "lab-aurora84": ("tests/integration/run/test_pipeline_aurora84.py",),
     "lab-bidir": ("tests/integration/checks/test_consistency_lab.py", "tests/integration/checks/test_heartbeat_lab.py"),
 }
 

@@ -249,3 +249,29 @@ def test_replication_without_tls_is_refused_for_caching_sha2(rlab):
     plain.write_text(params.read_text().replace("replication_ssl: true", "replication_ssl: false"))
     with open_rb(plain) as rb, pytest.raises(errors.ParameterError, match="replication_ssl"):
         r.plan_replication(rb)
+
+
+def test_sequence_runs_of_57_and_80_agree_on_a_real_server(rlab):
+    """The failover test's result query: 5.7 has no window functions, so its dialect finds the runs of
+    consecutive seq another way; both forms give the same runs (run here on the lab's MySQL)."""
+    from runbook_lib.mysql.dialect import dialect_for
+    from runbook_lib.mysql.identity import Flavor, ServerIdentity
+    _, servers, _ = rlab
+    src = servers["onprem"]
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")             # stays on the source: nothing replicates
+        cur.execute("CREATE DATABASE IF NOT EXISTS runbook_t")
+        cur.execute("CREATE TABLE IF NOT EXISTS runbook_t.seq_runs (run_id INT, origin VARCHAR(8), seq INT, "
+                    "UNIQUE KEY (run_id, origin, seq))")
+        cur.execute("INSERT INTO runbook_t.seq_runs VALUES " + ", ".join(
+            f"(1, '{o}', {n})" for o, seqs in (("source", [1, 2, 3, 7, 8, 10]), ("aurora", [1, 2, 5]))
+            for n in seqs) + ", (2, 'source', 4)")
+        runs = {}
+        for version in ((5, 7, 44), (8, 0, 40)):
+            ident = ServerIdentity(version, "", "", Flavor.MYSQL57 if version[0] == 5 else Flavor.MYSQL80)
+            sql = dialect_for(ident).sequence_runs("runbook_t.seq_runs", 1)
+            cur.execute(sql.text, sql.args)
+            runs[version] = sorted((r["origin"], r["lo"], r["hi"]) for r in cur.fetchall())
+        cur.execute("DROP DATABASE runbook_t")
+    assert runs[(5, 7, 44)] == runs[(8, 0, 40)] == [
+        ("aurora", 1, 2), ("aurora", 5, 5), ("source", 1, 3), ("source", 7, 8), ("source", 10, 10)]
