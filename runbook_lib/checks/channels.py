@@ -182,7 +182,7 @@ def advice(direction: str, status: ReplicaStatus | None, user: str = "the replic
     if io == CR_AUTH_PLUGIN_ERR:
         return (f"{replica} cannot log in to {source} as {user!r} (error {io}): the account uses "
                 "caching_sha2_password, which fails to authenticate on a channel without TLS, whatever the "
-                "password (Source_SSL_Allowed is "
+                "password, once the server's authentication cache no longer holds it (Source_SSL_Allowed is "
                 f"{'Yes' if status.ssl_allowed else 'No'}); run 05_replication again: it chooses TLS where "
                 "Aurora offers it (mysql.rds_set_binlog_source_ssl, 3.06+) or an account that works without")
     if io in AUTH_ERRNOS:

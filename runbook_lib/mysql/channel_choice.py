@@ -6,7 +6,8 @@ depends on both versions:
 
 * ``caching_sha2_password`` (MySQL 8.0's default) needs TLS on the connection, or the source's RSA
   public key, which Aurora's procedures cannot ask for.  On a channel without TLS it fails to
-  authenticate (error 2061, "Authentication requires secure connection"), whatever the password.
+  authenticate (error 2061, "Authentication requires secure connection"), whatever the password --
+  at the latest once the server's authentication cache is emptied (a restart, FLUSH PRIVILEGES).
 * Aurora ignores the ``ssl_encryption`` argument of ``rds_set_external_{master,source}_with_auto_position``
   ("This option isn't currently implemented"); its channel gets TLS only from
   ``mysql.rds_set_binlog_source_ssl``, "supported for Aurora MySQL version 3.06 and higher"
