@@ -55,6 +55,12 @@ AURORA2_NAMES = (
 BINLOG_SOURCE_SSL_PROCEDURE = "rds_set_binlog_source_ssl"
 BINLOG_SOURCE_SSL_SINCE = (3, 6, 0)
 
+#: Client certificates for the channel: "supported for Aurora MySQL version 2: 2.09.2, 2.10.0, 2.10.1,
+#: and 2.11.0; and version 3: 3.01.1 and higher" (same page); the remove procedure goes with it.
+SSL_MATERIAL_PROCEDURES = ("rds_import_binlog_ssl_material", "rds_remove_binlog_ssl_material")
+SSL_MATERIAL_AURORA2 = ((2, 9, 2), (2, 10, 0), (2, 10, 1), (2, 11, 0))
+SSL_MATERIAL_SINCE = (3, 1, 1)
+
 #: Aurora's public procedures this stand-in offers (Aurora 3.06+ has all of them).
 AURORA_PROCEDURES = (
     *AURORA2_NAMES,
@@ -66,6 +72,7 @@ AURORA_PROCEDURES = (
     "rds_set_configuration",
     "rds_show_configuration",
     BINLOG_SOURCE_SSL_PROCEDURE,
+    *SSL_MATERIAL_PROCEDURES,
 )
 
 SUPERUSER_ROLE = "rds_superuser_role"
@@ -121,6 +128,8 @@ def procedures_for(aurora_version: str) -> tuple[str, ...]:
         drop |= set(AURORA2_NAMES)
     if v < BINLOG_SOURCE_SSL_SINCE:
         drop.add(BINLOG_SOURCE_SSL_PROCEDURE)
+    if v not in SSL_MATERIAL_AURORA2 and v < SSL_MATERIAL_SINCE:
+        drop |= set(SSL_MATERIAL_PROCEDURES)
     return tuple(p for p in AURORA_PROCEDURES if p not in drop)
 
 

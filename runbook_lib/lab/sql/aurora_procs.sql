@@ -594,4 +594,76 @@ BEGIN
 END $$
 
 
+-- mysql.rds_import_binlog_ssl_material(ssl_material): "Imports the certificate authority certificate,
+-- client certificate, and client key into an Aurora MySQL DB cluster", a JSON payload with "ssl_ca",
+-- "ssl_cert" and "ssl_key" (.pem contents); mysql.rds_remove_binlog_ssl_material removes them (AWS,
+-- "Configuring, starting, and stopping binary log (binlog) replication").  Supported for Aurora 2.09.2,
+-- 2.10.0, 2.10.1, 2.11.0 and Aurora 3.01.1 and higher: the installer drops both elsewhere.  The
+-- stand-in checks the payload and keeps only SHA-256 digests of it (a lab table must not hold a private
+-- key); none of its procedures uses the material: the runbook's channel is GTID auto-position, whose
+-- procedure ignores ssl_encryption, so its TLS comes from rds_set_binlog_source_ssl alone.
+CREATE TABLE IF NOT EXISTS mysql.rds_standin_ssl_material (
+  id          TINYINT NOT NULL PRIMARY KEY,
+  imported_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  ca_sha256   CHAR(64) NOT NULL,
+  cert_sha256 CHAR(64) NOT NULL,
+  key_sha256  CHAR(64) NOT NULL
+) ENGINE=InnoDB $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_import_binlog_ssl_material $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_import_binlog_ssl_material(IN ssl_material MEDIUMTEXT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF ssl_material IS NULL OR NOT JSON_VALID(ssl_material)
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_ca')), '') <> 'STRING'
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_cert')), '') <> 'STRING'
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_key')), '') <> 'STRING'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_ca')) NOT LIKE '-----BEGIN %'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_cert')) NOT LIKE '-----BEGIN %'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_key')) NOT LIKE '-----BEGIN %' THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT =
+      'Invalid SSL material: expected a JSON payload with ssl_ca, ssl_cert and ssl_key in .pem format.';
+  END IF;
+  REPLACE INTO mysql.rds_standin_ssl_material (id, ca_sha256, cert_sha256, key_sha256)
+  VALUES (1, SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_ca')), 256),
+          SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_cert')), 256),
+          SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_key')), 256));
+  COMMIT;
+  CALL mysql.rds_standin_history('import binlog ssl material', NULL, NULL, NULL, 1, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT 'SSL material has been imported.' AS Message;
+END $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_remove_binlog_ssl_material $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_remove_binlog_ssl_material()
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  DELETE FROM mysql.rds_standin_ssl_material;
+  COMMIT;
+  CALL mysql.rds_standin_history('remove binlog ssl material', NULL, NULL, NULL, 0, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT 'SSL material has been removed.' AS Message;
+END $$
+
+
 DELIMITER ;
