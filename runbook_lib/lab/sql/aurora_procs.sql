@@ -15,8 +15,10 @@
 --   Aurora 3 names         rds_set_external_source_with_auto_position(...same five...),
 --                          rds_reset_external_source, rds_set_source_auto_position(auto_position_mode)
 --   Aurora 3.06+ and 8.4   rds_set_binlog_source_ssl(mode)   (TLS of the external channel)
+--   2.09.2-2.11.0, 3.01.1+ rds_import_binlog_ssl_material(ssl_material), rds_remove_binlog_ssl_material
 -- ssl_encryption is accepted and ignored, as AWS documents it for Aurora ("isn't currently implemented").
--- The installer drops the Aurora 3 names when it emulates Aurora 2 (Aurora 3 keeps both sets).
+-- The installer drops what the emulated version lacks (aurora_standin.procedures_for): the Aurora 3 names
+-- on Aurora 2, the Aurora 2 names on Aurora 8.4, the TLS procedures before their versions.
 -- Messages and refusals follow the RDS/Aurora procedures (SIGNAL SQLSTATE '45000', error 1644).
 -- Names starting rds_standin_ are this stand-in's own helpers; Aurora has no such objects.
 --
