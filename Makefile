@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 
 # A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first.
 demo: setup
-	$(VENV)/bin/runbook lab reset
+	$(VENV)/bin/runbook lab reset --aurora 3
 	$(VENV)/bin/runbook run --params parameters/lab.yaml
 
 # Two pytest-xdist workers, given whole groups of tests that share a lab (tests/conftest.py),
@@ -33,7 +33,7 @@ bench: setup
 	$(PY) -m bench
 
 lab-up: setup
-	$(VENV)/bin/runbook lab up
+	$(VENV)/bin/runbook lab up --aurora 3
 lab-status: setup
 	$(VENV)/bin/runbook lab status
 lab-down: setup

@@ -116,7 +116,7 @@ class RunbookParameters:
     replication_user: str = _p("replication account created on both sides", "replicator")
     replication_password: str = _p("secret reference for replication_user's password", secret=True)
     replication_user_host: str = _p("host part of the replication account", "%")
-    replication_ssl: bool = _p("replicate over TLS (SOURCE_SSL=1 / ssl_encryption=1)", True)
+    replication_ssl: bool = _p("replicate over TLS (SOURCE_SSL=1; on Aurora rds_set_binlog_source_ssl, 3.06+)", True)
     replication_connect_retry: int = _p("seconds between reconnect attempts of a replica", 10,
                                         low=1, high=86400)
 

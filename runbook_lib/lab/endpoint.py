@@ -66,6 +66,7 @@ class LabRDSResponse(RDSResponse):
     """The RDS actions of :data:`LAB_ACTIONS`: moto's where it has them, then wired to the lab."""
 
     wiring: AuroraWiring   # set by serve()
+    default_engine_version: str = ad.DEFAULT_ENGINE_VERSION   # the Aurora the lab plays (`lab up --aurora`)
 
     # -- checks ------------------------------------------------------------
     @staticmethod
@@ -89,7 +90,7 @@ class LabRDSResponse(RDSResponse):
             raise InvalidParameterValue(f"Invalid DB engine: {p['Engine']}; S3 restores make aurora-mysql")
         if p["SourceEngine"] != "mysql":
             raise InvalidParameterValue(f"Invalid source engine: {p['SourceEngine']}. Valid value: mysql")
-        version = p.get("EngineVersion") or ad.DEFAULT_ENGINE_VERSION
+        version = p.get("EngineVersion") or self.default_engine_version
         self._check_version(version)
         family = ad.family_of(version)
         source = re.match(r"\d+\.\d+", p["SourceEngineVersion"])
@@ -204,7 +205,7 @@ class LabRDSResponse(RDSResponse):
         p = self.params
         if p.get("Engine") != "aurora-mysql":
             return super().create_db_cluster()
-        version = p.get("EngineVersion") or ad.DEFAULT_ENGINE_VERSION
+        version = p.get("EngineVersion") or self.default_engine_version
         self._check_version(version)
         self._check_group(p.get("DBClusterParameterGroupName"), ad.family_of(version))
         super().create_db_cluster()
@@ -314,8 +315,10 @@ class LabMiddleware:
 
 
 def serve(aurora: MysqldInstance, port: int, timings: Timings | None = None, host: str = "127.0.0.1",
-          restore_gtids: str = "kept") -> None:
-    """Serve until SIGTERM or SIGINT (blocking)."""
+          restore_gtids: str = "kept", engine_version: str = ad.DEFAULT_ENGINE_VERSION) -> None:
+    """Serve until SIGTERM or SIGINT (blocking); *engine_version*: the default of CreateDBCluster and
+    RestoreDBClusterFromS3 (so its family's ``default.<family>`` group), the Aurora the lab plays."""
+    LabRDSResponse.default_engine_version = engine_version
     os.environ.setdefault("MOTO_PORT", str(port))
     url, timings = f"http://{host}:{port}", timings or Timings()
     wiring = AuroraWiring(aurora, url, timings)
@@ -363,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         state = load_state(args.lab_name)
         serve(instances(state)["aurora"], state.endpoint_port,
               Timings(args.failover_down, args.failover_read_only, args.metric_interval),
-              restore_gtids=args.restore_gtids)
+              restore_gtids=args.restore_gtids, engine_version=ad.ENGINE_VERSION_FOR[state.aurora or "3"])
     except (RunbookError, OSError) as e:
         log.error("lab endpoint: %s", e)
         return 1

@@ -11,13 +11,13 @@ def _lab(args: argparse.Namespace) -> int:
     from runbook_lib.lab import control, inspect
 
     if args.action == "up":
-        state = control.up(args.name, port_base=args.port_base, persona_rows=args.rows)
+        state = control.up(args.name, port_base=args.port_base, persona_rows=args.rows, aurora=args.aurora)
         if args.write_params:
             print(f"parameters for this lab: {inspect.write_params(state, args.write_params)}")
         print(inspect.status_frame(state).to_string(index=False))
     elif args.action == "status":
         state = control.load_state(args.name)
-        print(f"lab {state.name!r}")
+        print(f"lab {state.name!r}: the stand-in plays Aurora {state.aurora or '3'}")
         print(inspect.status_frame(state).to_string(index=False))
     elif args.action == "down":
         control.down(args.name, destroy=args.destroy)
@@ -37,7 +37,7 @@ def _lab(args: argparse.Namespace) -> int:
         from runbook_lib.lab import drills
         drills.mend(args.name)
     elif args.action == "reset":
-        state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows)
+        state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows, aurora=args.aurora)
         print(inspect.status_frame(state).to_string(index=False))
     return 0
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
     lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
     lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")
+    lab.add_argument("--aurora", choices=["3", "8.4"],
+                     help="with up/reset: the Aurora the stand-in plays, Aurora MySQL 3 or 8.4 (default for a new "
+                          "lab: the one closest to the lab's MySQL, 8.4 for 9.7); remembered by the lab")
     lab.add_argument("--write-params", metavar="FILE", help="write a parameters file for this lab instance")
     lab.add_argument("--destroy", action="store_true", help="with down: also delete the servers' data")
     lab.set_defaults(func=_lab)

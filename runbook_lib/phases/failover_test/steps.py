@@ -67,9 +67,6 @@ DDL = (f"CREATE DATABASE IF NOT EXISTS {fl.SCHEMA}",
        "settings JSON NOT NULL, result LONGTEXT NULL) ENGINE=InnoDB")
 ER_NO_SUCH_TABLE, ER_BAD_DB = 1146, 1049
 CLOUDWATCH_SERIES = "AuroraBinlogReplicaLag (CloudWatch)"
-ISLANDS_SQL = (f"SELECT origin, MIN(seq) AS lo, MAX(seq) AS hi FROM (SELECT origin, seq, seq - ROW_NUMBER() "
-               f"OVER (PARTITION BY origin ORDER BY seq) AS grp FROM {fl.ROWS_TABLE} WHERE run_id = %s) AS x "
-               "GROUP BY origin, grp")
 MISPLACED_SQL = (f"SELECT COUNT(*) FROM {fl.ROWS_TABLE} "
                  "WHERE run_id = %s AND origin = %s AND MOD(id, %s) <> MOD(%s, %s)")
 
@@ -294,7 +291,7 @@ def _measure(rb: Session, s: Settings, run_id: int, writer_before: str, target: 
 def _present(server: Server, run_id: int) -> dict[str, fl.SeqRanges]:
     """Per origin, the sequence numbers of this run that ``server`` holds."""
     found: dict[str, list[tuple[int, int]]] = {origin: [] for origin in fl.SIDES}
-    for row in server.query(ISLANDS_SQL, (run_id,)):
+    for row in server.query(server.dialect.sequence_runs(fl.ROWS_TABLE, run_id)):
         found.setdefault(row["origin"], []).append((int(row["lo"]), int(row["hi"])))
     return {origin: fl.SeqRanges.of(pairs) for origin, pairs in found.items()}
 

@@ -253,8 +253,8 @@ LAB_STAND_IN = identity("9.7.4-2", "3.08.0")
 ])
 def test_aurora_procedures(ident: ServerIdentity, set_source: str, reset: str) -> None:
     d = dialect_for(ident, role="aurora")
-    sql = d.set_external_source("10.0.0.5", 3306, "repl", "Rep#12345", 0)
-    assert sql.shown() == f"CALL {set_source}('10.0.0.5', 3306, 'repl', '********', 0)"
+    sql = d.set_external_source("10.0.0.5", 3306, "repl", "Rep#12345")
+    assert sql.shown() == f"CALL {set_source}('10.0.0.5', 3306, 'repl', '********', 0)"   # ssl_encryption: 0
     assert "Rep#12345" in sql.args
     assert str(d.reset_external_source()) == f"CALL {reset}"
     assert str(d.start_replication()) == "CALL mysql.rds_start_replication"
@@ -283,15 +283,29 @@ def test_statements_on_stand_in_follow_mysql_version() -> None:
 
 
 def test_aurora2_limits() -> None:
-    with pytest.raises(UnsupportedServer, match="ssl_encryption"):
-        dialect_for(AURORA2).set_external_source("h", 3306, "u", "p", 1)
-    assert dialect_for(AURORA3).set_external_source("h", 3306, "u", "p", 1).args[4] == 1
     old = dialect_for(identity("5.7.12", "2.10.2"))
     assert old.set_binlog_retention(168).args == (168,)
     with pytest.raises(ParameterError):
         old.set_binlog_retention(169)
-    with pytest.raises(ParameterError):
-        dialect_for(AURORA3).set_external_source("h", 3306, "u", "p", 2)
+
+
+@pytest.mark.parametrize("ident, has", [
+    (AURORA2, False), (identity("5.7.44", "2.12.1"), False), (AURORA3, False),
+    (identity("8.0.34", "3.06.0"), True), (LAB_STAND_IN, True), (identity("8.4.7", "8.4.7"), True),
+])
+def test_binlog_source_ssl_from_aurora_3_06(ident: ServerIdentity, has: bool) -> None:
+    # AWS, "Configuring, starting, and stopping binary log (binlog) replication": ssl_encryption is "not
+    # currently implemented"; mysql.rds_set_binlog_source_ssl is "supported for Aurora MySQL version 3.06 and higher".
+    d = dialect_for(ident, role="aurora")
+    assert d.sets_binlog_source_ssl is has
+    if has:
+        assert (str(d.set_binlog_source_ssl(True)), str(d.set_binlog_source_ssl(False))) == (
+            "CALL mysql.rds_set_binlog_source_ssl(1)", "CALL mysql.rds_set_binlog_source_ssl(0)")
+    else:
+        with pytest.raises(UnsupportedServer, match="3.06"):
+            d.set_binlog_source_ssl(True)
+    with pytest.raises(UnsupportedServer, match="only on Aurora"):
+        dialect_for(identity("8.0.40")).set_binlog_source_ssl(True)
 
 
 def test_procedures_refused_on_mysql() -> None:
@@ -318,6 +332,18 @@ def test_replication_user(ident: ServerIdentity, plugin: str) -> None:
     assert d.grant_replication("replicator", "%").shown() == \
         "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'"
     assert d.drop_user("replicator", "%").shown() == "DROP USER IF EXISTS 'replicator'@'%'"
+
+
+def test_replication_user_with_a_chosen_plugin() -> None:
+    d = dialect_for(identity("8.0.40"))
+    assert d.create_replication_user("r", "%", "pw", "mysql_native_password").shown() == \
+        "CREATE USER IF NOT EXISTS 'r'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
+    assert d.alter_user_plugin("r", "%", "pw", "mysql_native_password").shown() == \
+        "ALTER USER 'r'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
+    with pytest.raises(ParameterError):
+        d.create_replication_user("r", "%", "pw", "sha256_password")
+    with pytest.raises(UnsupportedServer):
+        dialect_for(identity("5.7.44")).create_replication_user("r", "%", "pw", "caching_sha2_password")
 
 
 def test_auth_plugin_for_another_source() -> None:
