@@ -143,10 +143,13 @@ class ReplicationError(ServerError):
 
 
 class NotCaughtUp(ReplicationError):
-    def __init__(self, server: str, missing: str, waited: float) -> None:
-        self.missing = missing
-        super().__init__(server, f"did not catch up within {waited:.0f}s; still missing {missing}",
-                         hint="check the replica status of this direction for errors and lag")
+    """A wait for a replica gave up.  ``cause``: what its channel reports (errors, or how far behind)."""
+
+    def __init__(self, server: str, missing: str, waited: float, *, cause: str = "", hint: str = "") -> None:
+        self.missing, self.cause = missing, cause
+        super().__init__(server, f"did not catch up within {waited:.0f}s; still missing {missing}"
+                                 + (f"; its channel reports: {cause}" if cause else ""),
+                         hint=hint or "check the replica status of this direction for errors and lag")
 
 
 # --- workflow ---------------------------------------------------------------
