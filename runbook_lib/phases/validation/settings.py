@@ -13,15 +13,14 @@ symptom (lag, a wait that gives up).
 * :func:`check`: both tables as one, shown with a verdict; CheckFailed (carrying the table) when a
   row failed.
 
-MySQL refuses to change ``binlog_format`` while a replication applier runs (error 3747, "Changing
-@@global.binlog_format or @@persist.binlog_format is disallowed when any replication channel applier
-thread is running"): its fix stops the applier first.  The MySQL manual, "Setting The Binary Log
-Format", says a replica applying row events with ``binlog_format=STATEMENT`` stops with error 1666
-("impossible to write to binary log since statement is in row format"); that is the applier error
-this table shows beside the setting.  On Aurora these variables come from the DB cluster parameter
-group ("Configuring Aurora MySQL binary logging": ``binlog_format``; "Using GTID-based replication":
-``gtid-mode``, ``enforce_gtid_consistency``), and its binary log retention from
-``mysql.rds_set_configuration`` (03_parameter_group and 05_replication plan both).
+The MySQL manual ("Setting The Binary Log Format") says the format can be switched at runtime except
+in some situations; on the lab's MySQL 9.7 two of them show: ``SET PERSIST binlog_format`` is refused
+while a replication applier runs (error 3747), so its fix stops the applier first; and a server whose
+``binlog_format`` is STATEMENT stops its applier on the first row event it receives (error 1666,
+"impossible to write to binary log since statement is in row format and BINLOG_FORMAT = STATEMENT"),
+which is the applier error this table shows beside the setting.  On Aurora these variables come from
+the DB cluster parameter group (AWS, "Configuring Aurora MySQL binary logging"), and its binary log
+retention from ``mysql.rds_set_configuration``; 03_parameter_group and 05_replication plan both.
 """
 from __future__ import annotations
 
