@@ -137,11 +137,13 @@ def served_on(move: Move, states: Mapping[str, Mapping[Account, bool | None]]) -
 
 def _record(rb: Session, move: Move, checks: Checks | None, outcome: str, started: datetime, pause: float | None,
             done: Sequence[str] = (), undone: Sequence[str] = (), cause: str = "") -> dict:
-    why = rb.gate.approvals.why(move.step_id) if outcome != "dry run" else ""
+    why, user = rb.gate.approvals.why(move.step_id), getpass.getuser()
+    if outcome in ("switched", "rolled back", "rollback incomplete"):        # it ran: approved one way or other
+        approved_by = f"{why} (run by {user})" if why else f"Apply button (clicked by {user})"
+    else:
+        approved_by = why or "not approved"
     figures = {"step": move.step_id, "scope": move.scope, "direction": move.direction, "from": move.leaving,
-               "to": move.going, "approved_by": (f"{why} (run by {getpass.getuser()})" if why else
-                                                 "" if outcome == "dry run" else
-                                                 f"Apply button (clicked by {getpass.getuser()})"),
+               "to": move.going, "approved_by": approved_by,
                "at": started.isoformat(timespec="seconds"), "outcome": outcome,
                "write_pause_s": None if pause is None else round(pause, 3),
                "guardrails": {r.item: r.status for r in checks.results} if checks else {},
