@@ -5,7 +5,8 @@
   the session's connection for a role.
 * :func:`executed_gtids` and :func:`wait_until_caught_up`: GTID sets, and waiting for a replica;
   :func:`channel_report`: what a replica's channel says when a wait gives up (its last receiver and
-  applier errors, number and text, or that the applier is just behind by N transactions).
+  applier errors, number and text, or that the applier is just behind by N transactions and what
+  its threads wait on, e.g. 'Waiting for global read lock').
 * :func:`channel_specs`: how each direction's channel should be configured, from the parameters;
   :func:`channel_needs`: what a channel lacks to match its spec (stop / set / start).
 * :func:`directions` reads both channels' status; :func:`direction_checks` judges them (pure),
@@ -79,6 +80,12 @@ _WORKER_ERRORS = ("SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno, LAST_
                   "FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0")
 
 
+_APPLIER_STATES = ("SELECT PROCESSLIST_STATE AS state FROM performance_schema.threads WHERE (NAME LIKE "
+                   "'thread/sql/%worker' OR NAME IN ('thread/sql/replica_sql', 'thread/sql/slave_sql')) AND "
+                   "PROCESSLIST_STATE IS NOT NULL")
+_IDLE_STATES = ("from Coordinator", "read all relay log")     # waiting for work, not stuck on something
+
+
 def not_caught_up(replica: Server, missing: GtidSet, waited: float) -> NotCaughtUp:
     """The NotCaughtUp of a wait that gave up, naming what the channel reports, with its advice."""
     status = ReplicaStatus.read(replica)
@@ -92,7 +99,8 @@ def not_caught_up(replica: Server, missing: GtidSet, waited: float) -> NotCaught
 def channel_report(replica: Server, missing: GtidSet | None = None, status: ReplicaStatus | None = None) -> str:
     """What *replica*'s channel reports, for a wait that gave up: each thread's last error with its
     number and text (the applier workers' own error first: the coordinator's only points at it), or
-    'no error, the applier is just behind by N transactions' (N: *missing*'s size)."""
+    'no error, the applier is just behind by N transactions' (N: *missing*'s size) with what its busy
+    threads wait on (performance_schema.threads: 'Waiting for global read lock', a row lock...)."""
     status = status or ReplicaStatus.read(replica)
     if status is None:
         return f"{replica.role} has no replication channel"
@@ -103,13 +111,17 @@ def channel_report(replica: Server, missing: GtidSet | None = None, status: Repl
     threads = f"IO {status.io_running}, SQL {status.sql_running}"
     if found:
         return f"{threads}; " + "; ".join(found)
-    behind = f"{missing.count()} transactions" if missing is not None else "some transactions"
+    n = missing.count() if missing is not None else None
+    behind = f"{n} transaction{'' if n == 1 else 's'}" if n is not None else "some transactions"
     if missing is not None and not missing and status.running:
         return f"{threads}; no error, nothing missing"
     if not status.running:
         return f"{threads}; no error, but a thread is stopped (STOP REPLICA?): {behind} not applied"
+    busy = sorted({str(r["state"]) for r in replica.query(_APPLIER_STATES)
+                   if not any(idle in str(r["state"]) for idle in _IDLE_STATES)})
     return f"{threads}; no error, the applier is just behind by {behind}" + (
-        f" (Seconds_Behind_Source {status.seconds_behind})" if status.seconds_behind is not None else "")
+        f" (Seconds_Behind_Source {status.seconds_behind})" if status.seconds_behind is not None else "") + (
+        f"; the applier is: {', '.join(busy)}" if busy else "")
 
 
 # --- the two channels --------------------------------------------------------------------------

@@ -174,8 +174,9 @@ def apply_guarded(rb: Session, switch: Switch, checks: Checks | None = None, *,
     except (RunbookError, OSError) as e:
         failed_at = next((a for a in switch.actions[len(done):]), None)
         timed_out = isinstance(e, (TimeUp, NotCaughtUp)) or (isinstance(e, QueryFailed) and e.errno == 1205)
+        what = e.message if isinstance(e, RunbookError) else str(e)
         cause = (f"{'timed out' if timed_out else 'failed'} at '{failed_at.kind} on {failed_at.role}' after "
-                 f"{time.monotonic() - t0:.1f} s of {switch.timeout:g} s: {e}" if failed_at else str(e))
+                 f"{time.monotonic() - t0:.1f} s of {switch.timeout:g} s: {what}" if failed_at else what)
         print(f"SWITCH FAILED: {cause}\nDone before it: {'; '.join(done) or 'nothing'}\nRolling back...")
         try:
             undone, left = restore(rb, move, before, rollback_timeout)

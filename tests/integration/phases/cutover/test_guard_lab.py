@@ -150,6 +150,7 @@ def test_a_cutover_that_fails_half_way_is_rolled_back_to_the_side_it_started_fro
             holder.join()
     text = str(exc.value)
     assert "timed out at 'wait on source'" in text and "served on source as before" in text
+    assert "the applier is: Waiting for global read lock" in text       # the cause, as the channel says it
     assert "locked crm_app@% on aurora (replicates)" in text
     assert locked(glab) == {"onprem": "N", "aurora": "Y"}      # as it started: served on the source
     assert can_log_in(glab, "onprem") and not can_log_in(glab, "aurora")
