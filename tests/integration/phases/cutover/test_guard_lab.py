@@ -15,6 +15,7 @@ import json
 import threading
 import time
 
+import nbformat
 import pymysql
 import pytest
 
@@ -24,6 +25,7 @@ from runbook_lib.phases.cutover import execute, guard
 from runbook_lib.phases.cutover import steps as cutover
 from runbook_lib.run import runner
 from tests.integration.phases.cutover.test_cutover_lab import copy_to_aurora
+from tests.notebooks.conftest import outputs_text
 from tests.support import own_lab, params_variant, query, replicate_both_ways, settle, wait_for
 
 pytestmark = pytest.mark.lab
@@ -105,15 +107,19 @@ def test_a_passing_cutover_through_runbook_run_is_recorded_in_summary_json(glab,
     assert locked(glab) == {"onprem": "Y", "aurora": "N"}                  # checked on the servers
 
 
-def test_a_dry_run_changes_nothing_even_when_approved(glab, tmp_path, monkeypatch):
-    monkeypatch.setenv("RUNBOOK_RUN_DIR", str(tmp_path))
+def test_a_dry_run_changes_nothing_even_when_approved(glab, tmp_path):
     before = server_state(glab)
-    planned, outcome = switch(glab, "fallback", dry_run=True)
-    assert outcome.status == "dry run" and not planned.plan.is_empty
+    knobs = {**FAST, "direction": "fallback", "dry_run": True}           # fallback:crm is approved in the yaml
+    result = runner.run(params_variant(glab[2], notebook_parameters={"08_cutover": knobs}), only="08",
+                        run_dir=tmp_path, **QUIET)
+    assert result.ok
     time.sleep(1)
-    assert server_state(glab) == before
-    (record,) = json.loads((tmp_path / "figures" / "switches.json").read_text())
-    assert record["outcome"] == "dry run" and record["write_pause_s"] is None and record["guardrails"]
+    assert server_state(glab) == before                                   # checked on both servers
+    (record,) = json.loads((result.run_dir / "summary.json").read_text())["switches"]
+    assert record["outcome"] == "dry run" and record["write_pause_s"] is None and record["done"] == []
+    assert record["guardrails"]["the way back: replication source → aurora runs without error"] == "pass"
+    text = outputs_text(nbformat.read(result.run_dir / "08_cutover.ipynb", as_version=4))
+    assert "PLAN fallback:crm" in text and "DRY RUN: nothing was changed" in text and "APPLIED" not in text
 
 
 def test_a_cutover_that_fails_half_way_is_rolled_back_to_the_side_it_started_from(glab, tmp_path, monkeypatch):
