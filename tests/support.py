@@ -19,7 +19,9 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     repl           20  test_replication_lib
     lifecycle      24  test_lab_lifecycle
     endpoint       28  test_lab_endpoint (its lab is built from a hand-written state: fixed passwords)
-    guard          32  test_guard_lab (guarded cut-overs, settings that drift)
+    stream         32  test_backup_stream_lab (and its sshd on loopback at base + 3)
+    restore        36  test_restore_blockers_lab (preflight's restore-from-S3 drills, the GTID position)
+    guard          52  test_guard_lab (guarded cut-overs, settings that drift)
     =========  ======  ==============================================================================
 
 Outside this table: test_aurora_standin's throwaway servers on free ports in
@@ -46,7 +48,7 @@ DEFAULT_ROWS = 50000
 
 #: lab suffix -> offset of its port base from $RUNBOOK_TEST_PORT_BASE ("" is the session's lab)
 PORT_OFFSETS = {"": 0, "failover": 3, "cutover": 6, "bidir": 10, "cleanup": 13, "faults": 16, "repl": 20,
-                "lifecycle": 24, "endpoint": 28, "guard": 32}
+                "lifecycle": 24, "endpoint": 28, "stream": 32, "restore": 36, "guard": 52}
 
 
 # --- the suite's labs ------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ AURORA3_ONLY_PROCEDURES = (
     "rds_set_source_auto_position",
 )
 
-#: Aurora's public procedures this stand-in offers (Aurora 3 has all of them).
+#: Procedures that exist only from Aurora MySQL 3.04 on (dropped for Aurora 2 and 3.01-3.03).
+SINCE_3_04_PROCEDURES = ("rds_gtid_purged",)
+
+#: Aurora's public procedures this stand-in offers (Aurora 3.04+ has all of them).
 AURORA_PROCEDURES = (
     "rds_set_external_master_with_auto_position",
     "rds_reset_external_master",
@@ -53,6 +56,7 @@ AURORA_PROCEDURES = (
     "rds_skip_transaction_with_gtid",
     "rds_set_configuration",
     "rds_show_configuration",
+    *SINCE_3_04_PROCEDURES,
 )
 
 SUPERUSER_ROLE = "rds_superuser_role"
@@ -177,10 +181,11 @@ def install_aurora_standin(conn: pymysql.connections.Connection, *, aurora_versi
             cur.execute(statement)
         for statement in split_sql_script(_sql_script()):
             cur.execute(statement)
-        if generation == 2:
-            for name in AURORA3_ONLY_PROCEDURES:
-                statement = f"DROP PROCEDURE IF EXISTS mysql.{name}"
-                cur.execute(statement)
+        dropped = (AURORA3_ONLY_PROCEDURES if generation == 2 else ()) + \
+            (SINCE_3_04_PROCEDURES if parse_aurora_version(aurora_version) < (3, 4, 0) else ())
+        for name in dropped:
+            statement = f"DROP PROCEDURE IF EXISTS mysql.{name}"
+            cur.execute(statement)
         statement = "REPLACE INTO mysql.rds_sysinfo (name, value) VALUES ('aurora_version', %s)"
         cur.execute(statement, (aurora_version,))
         conn.commit()
@@ -241,7 +246,9 @@ def standin_installed(conn: pymysql.connections.Connection) -> bool:
         row = cur.fetchone()
     if not row:
         return False
-    expected = len(AURORA_PROCEDURES)
-    if parse_aurora_version(row[0])[0] == 2:
+    expected, version = len(AURORA_PROCEDURES), parse_aurora_version(row[0])
+    if version[0] == 2:
         expected -= len(AURORA3_ONLY_PROCEDURES)
+    if version < (3, 4, 0):
+        expected -= len(SINCE_3_04_PROCEDURES)
     return found >= expected

@@ -313,11 +313,13 @@ class LabMiddleware:
         return parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0] in LAB_ACTIONS
 
 
-def serve(aurora: MysqldInstance, port: int, timings: Timings | None = None, host: str = "127.0.0.1") -> None:
+def serve(aurora: MysqldInstance, port: int, timings: Timings | None = None, host: str = "127.0.0.1",
+          restore_gtids: str = "kept") -> None:
     """Serve until SIGTERM or SIGINT (blocking)."""
     os.environ.setdefault("MOTO_PORT", str(port))
     url, timings = f"http://{host}:{port}", timings or Timings()
     wiring = AuroraWiring(aurora, url, timings)
+    wiring.restore_gtids = restore_gtids
     LabRDSResponse.wiring = wiring
     server = make_server(host, port, LabMiddleware(DomainDispatcherApplication(create_backend_app)),
                          threaded=True, request_handler=MotoRequestHandler)
@@ -348,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric-interval", type=float,
                         default=float(env("RUNBOOK_LAB_METRIC_INTERVAL", "1")),
                         help="seconds between AuroraBinlogReplicaLag data points")
+    parser.add_argument("--restore-gtids", choices=("kept", "lost"), default=env("RUNBOOK_LAB_RESTORE_GTIDS", "kept"),
+                        help="whether a restore from S3 keeps the backup's GTID history (AWS promises neither)")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -358,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = load_state(args.lab_name)
         serve(instances(state)["aurora"], state.endpoint_port,
-              Timings(args.failover_down, args.failover_read_only, args.metric_interval))
+              Timings(args.failover_down, args.failover_read_only, args.metric_interval),
+              restore_gtids=args.restore_gtids)
     except (RunbookError, OSError) as e:
         log.error("lab endpoint: %s", e)
         return 1

@@ -39,6 +39,9 @@ _ROUTINE_HEAD = re.compile(rf"(?P<head>\s*CREATE\s+(?:DEFINER\s*=\s*{_QUOTED}(?:
 
 #: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
 AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
+#: First Aurora MySQL release with ``mysql.rds_gtid_purged`` (Aurora User Guide, "Replicating
+#: transactions using GTIDs": "supported for Aurora MySQL version 3.04 and higher").
+RDS_GTID_PURGED_SINCE = (3, 4, 0)
 
 
 @dataclass(frozen=True, repr=False)
@@ -200,8 +203,9 @@ class Dialect:
         way (e.g. rows repaired after the other side purged its binary logs), so that auto-position
         stops asking for them.  5.7 only accepts it on an empty ``gtid_executed``: commit one empty
         transaction per GTID there (:meth:`skip_gtid_with_empty_transaction`); Aurora refuses it
-        (no SYSTEM_VARIABLES_ADMIN): call :meth:`skip_transaction_with_gtid` once per GTID."""
-        self._native("SET GLOBAL gtid_purged", "skip_transaction_with_gtid() for each GTID")
+        (no SYSTEM_VARIABLES_ADMIN): :meth:`gtid_purged` on 3.04+, else :meth:`skip_transaction_with_gtid` once
+        per GTID."""
+        self._native("SET GLOBAL gtid_purged", "gtid_purged() on 3.04+, else skip_transaction_with_gtid() per GTID")
         if self.identity.version < (8, 0, 0):
             raise UnsupportedServer(self.role, "adding to gtid_purged needs MySQL 8.0 or later",
                                     hint="commit one empty transaction per GTID instead")
@@ -234,6 +238,29 @@ class Dialect:
     def show_binary_log_status(self) -> Sql:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
+
+    def gtid_unsafe_logged(self, since: str) -> Sql | None:
+        """GTID-unsafe statements logged since ``since`` (server time) from performance_schema.error_log
+        (MySQL 8.0.22+, "The error_log Table"); None before 8.0.22, where only the error log file has them."""
+        if self.identity.version < (8, 0, 22):
+            return None
+        return Sql("SELECT LOGGED, THREAD_ID, ERROR_CODE, DATA FROM performance_schema.error_log WHERE LOGGED >= %s "
+                   "AND DATA LIKE 'Statement violates GTID consistency%%' ORDER BY LOGGED", (since,))
+    def tablespace_files(self) -> Sql:
+        """InnoDB tablespaces and their data files (columns ``name``, ``path``, ``kind``)."""
+        if self.identity.version >= (8, 0, 0):
+            return Sql("SELECT TABLESPACE_NAME AS name, FILE_NAME AS path, FILE_TYPE AS kind "
+                       "FROM information_schema.FILES WHERE ENGINE = 'InnoDB' AND FILE_TYPE <> 'TEMPORARY'")
+        return Sql("SELECT t.NAME AS name, d.PATH AS path, 'TABLESPACE' AS kind "
+                   "FROM information_schema.INNODB_SYS_DATAFILES d "
+                   "JOIN information_schema.INNODB_SYS_TABLESPACES t USING (SPACE)")
+
+    def encrypted_tablespaces(self) -> Sql | None:
+        """Encrypted InnoDB tablespaces (8.0.13+); None where only the tables' CREATE_OPTIONS tell."""
+        if self.identity.version >= (8, 0, 13):
+            return Sql("SELECT NAME AS name FROM information_schema.INNODB_TABLESPACES WHERE ENCRYPTION = 'Y' "
+                       "ORDER BY NAME")
+        return None
 
     # --- server settings (self-managed MySQL) --------------------------------
 
@@ -296,6 +323,27 @@ class Dialect:
 
     def skip_transaction_with_gtid(self, gtid: str) -> Sql:
         return Sql(f"CALL {self._proc('rds_skip_transaction_with_gtid')}(%s)", (_single_gtid(gtid),))
+
+    @property
+    def has_rds_gtid_purged(self) -> bool:
+        """``mysql.rds_gtid_purged`` exists here: Aurora MySQL 3.04 and later."""
+        return (self.identity.aurora_generation == 3
+                and _version_tuple(self.identity.aurora_version) >= RDS_GTID_PURGED_SINCE)
+
+    def gtid_purged(self, gtids: str) -> Sql:
+        """Declare GTIDs executed on Aurora 3.04+ in one call: ``mysql.rds_gtid_purged('+set')`` appends to
+        ``gtid_purged`` ("Replicating transactions using GTIDs"); refused if it overlaps gtid_executed."""
+        proc = self._proc("rds_gtid_purged")
+        if not self.has_rds_gtid_purged:
+            raise UnsupportedServer(self.role, f"mysql.rds_gtid_purged needs Aurora MySQL 3.04+, not "
+                                    f"{self.identity.aurora_version}", hint="skip_transaction_with_gtid() per GTID")
+        try:
+            wanted = GtidSet.parse(gtids.lstrip("+"))
+        except ValueError as e:
+            raise ParameterError("gtids", str(e)) from e
+        if not wanted:
+            raise ParameterError("gtids", "is empty: nothing to declare")
+        return Sql(f"CALL {proc}(%s)", ("+" + str(wanted),))
 
     def reset_external_source(self) -> Sql:
         return Sql(f"CALL {self._proc('rds_reset_external_master', 'rds_reset_external_source')}")

@@ -21,11 +21,21 @@ def _lab(args: argparse.Namespace) -> int:
         print(inspect.status_frame(state).to_string(index=False))
     elif args.action == "down":
         control.down(args.name, destroy=args.destroy)
+    elif args.action == "break" and args.fault == "gtid-unsafe":
+        from runbook_lib.lab import gtid_drill
+        gtid_drill.drill(args.name)
     elif args.action == "break":
-        from runbook_lib.lab import faults
+        from runbook_lib.lab import drills, faults
         if not args.fault:
-            raise LabError("which fault? runbook lab break <fault>", hint=f"faults: {', '.join(faults.FAULTS)}")
-        faults.break_lab(args.fault, args.name)
+            raise LabError("which fault? runbook lab break <fault>", hint=f"faults: {', '.join(faults.FAULTS)}; "
+                           f"drills of 01_preflight: {', '.join(drills.DRILLS)}")
+        if args.fault in drills.DRILLS:
+            drills.drill(args.fault, args.name)
+        else:
+            faults.break_lab(args.fault, args.name)
+    elif args.action == "mend":
+        from runbook_lib.lab import drills
+        drills.mend(args.name)
     elif args.action == "reset":
         state = control.reset(args.name, port_base=args.port_base, persona_rows=args.rows)
         print(inspect.status_frame(state).to_string(index=False))
@@ -51,9 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="the local rehearsal lab (real MySQL servers + AWS API endpoint)")
-    lab.add_argument("action", choices=["up", "status", "down", "reset", "break"])
-    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs"],
-                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting)")
+    lab.add_argument("action", choices=["up", "status", "down", "reset", "break", "mend"])
+    lab.add_argument("fault", nargs="?", choices=["conflict", "duplicate-key", "stopped-io", "purged-binlogs",
+                                                  "gtid-unsafe", "compressed-table", "page-compressed",
+                                                  "outside-datadir", "table-encryption", "percona-tables"],
+                     help="with break: the fault to inject (rehearsal of notebook 09_troubleshooting; "
+                          "gtid-unsafe: 2 minutes of a GTID-unsafe application for 02_source_binlog), or a drill "
+                          "that makes the source fail a check of 01_preflight (mend takes the drills away)")
     lab.add_argument("--name", help="lab instance name (default: $RUNBOOK_LAB_NAME or 'default')")
     lab.add_argument("--port-base", type=int, help="onprem port; aurora +1, AWS endpoint +2 (default 23306)")
     lab.add_argument("--rows", type=int, help="rows of app_crm.persona when the lab is created (default 500000)")

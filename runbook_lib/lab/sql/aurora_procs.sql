@@ -14,7 +14,9 @@
 --                          rds_reset_external_master, rds_set_master_auto_position(auto_position_mode)
 --   Aurora 3 names         rds_set_external_source_with_auto_position(...same five...),
 --                          rds_reset_external_source, rds_set_source_auto_position(auto_position_mode)
--- The installer drops the Aurora 3 names when it emulates Aurora 2 (Aurora 3 keeps both sets).
+--   Aurora 3.04+           rds_gtid_purged(gtid_set)
+-- The installer drops the Aurora 3 names when it emulates Aurora 2 (Aurora 3 keeps both sets), and
+-- rds_gtid_purged before Aurora 3.04.
 -- Messages and refusals follow the RDS/Aurora procedures (SIGNAL SQLSTATE '45000', error 1644).
 -- Names starting rds_standin_ are this stand-in's own helpers; Aurora has no such objects.
 --
@@ -550,6 +552,35 @@ CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_show_configuration()
   SQL SECURITY DEFINER
 BEGIN
   SELECT name, value, description FROM mysql.rds_configuration;
+END $$
+
+-- Aurora 3.04+ (AWS "Replicating transactions using GTIDs", mysql.rds_gtid_purged): sets the global
+-- gtid_purged, as MySQL's SET GLOBAL gtid_purged does: 'set' replaces it (the new set must contain the
+-- old one), '+set' appends to it; either way the set must not overlap the GTIDs executed and not
+-- purged, nor GTIDs that running transactions own.  MySQL itself refuses those (errors 1840, 3546...)
+-- and the refusal reaches the caller unchanged.  The installer drops this procedure when it emulates
+-- Aurora 2 or Aurora 3 before 3.04.
+DROP PROCEDURE IF EXISTS mysql.rds_gtid_purged $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_gtid_purged(IN gtid_set TEXT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF gtid_set IS NULL OR TRIM(gtid_set) IN ('', '+') THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'gtid_set must be a GTID set, or + and a GTID set to append.';
+  END IF;
+  CALL mysql.rds_standin_history('rds_gtid_purged', NULL, NULL, NULL, NULL, NULL, TRIM(gtid_set));
+  SET @@GLOBAL.gtid_purged = TRIM(gtid_set);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT CONCAT('gtid_purged is now ', @@GLOBAL.gtid_purged) AS Message;
 END $$
 
 DELIMITER ;

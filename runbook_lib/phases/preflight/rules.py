@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from runbook_lib.core.display import CheckResult
+from runbook_lib.phases.preflight.restore_s3 import restore_rows
 from runbook_lib.phases.source_binlog.steps import Wanted, plan_settings, retention_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,8 @@ AURORA_FOR_MAJOR = {"5.7": (2, "Aurora MySQL 2.11 or 2.12 (5.7.mysql_aurora.2.12
 SECTIONS = {"reachability": "both ends reachable", "versions": "versions", "identity": "server identities",
             "binlog": "binary log and GTIDs", "auto_increment": "auto-increment",
             "retention": "binlog retention", "schema": "tables and routines",
-            "restore_gaps": "what a restore from S3 does not carry", "size": "data size"}
+            "restore_gaps": "what a restore from S3 does not carry", "size": "data size",
+            "restore_s3": "what a restore from S3 refuses"}
 _AURORA_WANTED = {"log_bin": ("ON", "1"), "binlog_format": ("ROW",), "gtid_mode": ("ON",),
                   "enforce_gtid_consistency": ("ON",), "log_bin_trust_function_creators": ("ON", "1")}
 _ENGINE_VERSION = re.compile(r"^(\d+\.\d+)\.mysql_aurora\.(\d+)\.(\d+)\.(\d+)$")
@@ -39,7 +41,8 @@ def evaluate(pf: Preflight) -> dict[str, list[CheckResult]]:
     """Check rows by section (keys of :data:`SECTIONS`).  Pure: reads only ``pf``."""
     return {"reachability": _reachability(pf), "versions": _versions(pf), "identity": _identity(pf),
             "binlog": _binlog(pf), "auto_increment": _auto_increment(pf), "retention": _retention(pf),
-            "schema": _schema(pf), "restore_gaps": _restore_gaps(pf), "size": _size(pf)}
+            "schema": _schema(pf), "restore_gaps": _restore_gaps(pf), "size": _size(pf),
+            "restore_s3": restore_rows(pf)}
 
 
 def _listed(items: tuple[str, ...], limit: int = 6) -> str:

@@ -259,8 +259,8 @@ _OPTIONS = {
                "keeping one side's version (see 'keep')"), ("the other side's version of those rows is "
                                                            "overwritten; done while applications leave "
                                                            "those rows alone")),
-    "purged": (("declare the purged GTIDs applied (gtid_purged; Aurora: one skip per GTID), restart, "
-               "then repair the rows that differ"), ("rows changed by the lost transactions are copied "
+    "purged": (("declare the purged GTIDs applied (gtid_purged; Aurora 3.04+: rds_gtid_purged, older: one "
+                "skip per GTID), restart, then repair the rows that differ"), ("rows changed by the lost transactions are copied "
                                                    "from the writer; schema changes are not: re-seed then")),
     "re-seed": ("restore Aurora again from a new backup (notebooks 04 and 05)",
                 "hours of work; the only sound fix when much is lost or DDL is involved"),

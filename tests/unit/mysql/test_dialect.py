@@ -200,6 +200,38 @@ def test_add_gtid_purged() -> None:
             dialect_for(identity("9.7.4")).add_gtid_purged(bad)
 
 
+def test_rds_gtid_purged_from_aurora_3_04_only() -> None:
+    """Aurora User Guide, "Replicating transactions using GTIDs": mysql.rds_gtid_purged(gtid_set), Aurora
+    MySQL 3.04 and higher; '+set' appends to gtid_purged."""
+    gtids = "F5490AB2-E770-11F1-B41C-02FC00000001:1-5,f5490ab2-e770-11f1-b41c-02fc00000001:9"
+    for aurora in ("3.04.0", "3.08.0", "3.12.0"):
+        d = dialect_for(identity("8.0.39", aurora))
+        assert d.has_rds_gtid_purged
+        assert d.gtid_purged(gtids).shown() == ("CALL mysql.rds_gtid_purged("
+                                                "'+f5490ab2-e770-11f1-b41c-02fc00000001:1-5:9')")
+        assert d.gtid_purged("+" + gtids).args == d.gtid_purged(gtids).args
+    for version, aurora in (("8.0.26", "3.03.1"), ("5.7.12", "2.11.6"), ("5.7.44", "2.12.5"), ("9.7.4", "")):
+        d = dialect_for(identity(version, aurora))
+        assert not d.has_rds_gtid_purged
+        with pytest.raises(UnsupportedServer, match="3.04" if aurora else "only on Aurora"):
+            d.gtid_purged(gtids)
+    with pytest.raises(UnsupportedServer, match="gtid_purged"):     # the native way says where to go
+        dialect_for(identity("8.0.39", "3.08.0")).add_gtid_purged(gtids)
+    for bad in ("", "+", "garbage"):
+        with pytest.raises(ParameterError):
+            dialect_for(identity("8.0.39", "3.08.0")).gtid_purged(bad)
+
+
+def test_tablespace_queries_follow_the_version() -> None:
+    """Where a physical copy finds the data files: information_schema.FILES from 8.0 (run on 9.7 by the
+    preflight drills' lab test), INNODB_SYS_DATAFILES on 5.7; encryption per tablespace from 8.0.13."""
+    assert "information_schema.FILES" in dialect_for(identity("9.7.4")).tablespace_files().text
+    assert "INNODB_SYS_DATAFILES" in dialect_for(identity("5.7.44")).tablespace_files().text
+    assert "INNODB_TABLESPACES" in dialect_for(identity("8.0.13")).encrypted_tablespaces().text
+    assert dialect_for(identity("8.0.12")).encrypted_tablespaces() is None
+    assert dialect_for(identity("5.7.44")).encrypted_tablespaces() is None
+
+
 def test_status_field() -> None:
     assert dialect_for(identity("8.0.21")).status_field("seconds_behind") == "Seconds_Behind_Master"
     assert dialect_for(identity("9.7.4")).status_field("seconds_behind") == "Seconds_Behind_Source"

@@ -1,6 +1,6 @@
 """Guarded cut-overs and causes named, against real servers (issue 13 items 2 and 3).
 
-The module builds a lab of its own (``<RUNBOOK_TEST_LAB>-guard``, port base + 32) replicating both ways
+The module builds a lab of its own (``<RUNBOOK_TEST_LAB>-guard``, port base + 52) replicating both ways
 as tests.support sets it up (the scopes' data and accounts copied to Aurora unlogged, Aurora's binary
 log retention set as phases 2 and 5 set it).  In file order: a passing cut-over through ``runbook run``
 (its record in summary.json), a dry run that changes nothing on the servers, a fallback and then a
