@@ -3,9 +3,12 @@
 * :data:`TO_AURORA` / :data:`TO_SOURCE` name a direction (:data:`DIRECTIONS`); :data:`REPLICA_ROLE`
   and :data:`WRITER_ROLE` say which server is its replica and which its writer; :func:`server` gives
   the session's connection for a role.
-* :func:`executed_gtids` and :func:`wait_until_caught_up`: GTID sets, and waiting for a replica.
 * :func:`channel_choice`: the replication account's plugin and each direction's TLS that connect
   these two servers (:mod:`runbook_lib.mysql.channel_choice`);
+* :func:`executed_gtids` and :func:`wait_until_caught_up`: GTID sets, and waiting for a replica;
+  :func:`channel_report`: what a replica's channel says when a wait gives up (its last receiver and
+  applier errors, number and text, or that the applier is just behind by N transactions and what
+  its threads wait on, e.g. 'Waiting for global read lock').
 * :func:`channel_specs`: how each direction's channel should be configured, from the parameters;
   :func:`channel_needs`: what a channel lacks to match its spec (stop / set / start).
 * :func:`directions` reads both channels' status; :func:`direction_checks` judges them (pure),
@@ -73,8 +76,56 @@ def wait_until_caught_up(replica: Server, gtid_set: GtidSet | str, timeout: floa
         if remaining <= poll:
             missing = target - executed_gtids(replica)
             if missing:
-                raise NotCaughtUp(replica.role, str(missing), timeout)
+                raise not_caught_up(replica, missing, timeout)
             return time.monotonic() - started
+
+
+_WORKER_ERRORS = ("SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno, LAST_ERROR_MESSAGE AS message "
+                  "FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0")
+
+
+_APPLIER_STATES = ("SELECT PROCESSLIST_STATE AS state FROM performance_schema.threads WHERE (NAME LIKE "
+                   "'thread/sql/%worker' OR NAME IN ('thread/sql/replica_sql', 'thread/sql/slave_sql')) AND "
+                   "PROCESSLIST_STATE IS NOT NULL")
+_IDLE_STATES = ("from Coordinator", "read all relay log")     # waiting for work, not stuck on something
+
+
+def not_caught_up(replica: Server, missing: GtidSet, waited: float) -> NotCaughtUp:
+    """The NotCaughtUp of a wait that gave up, naming what the channel reports, with its advice."""
+    status = ReplicaStatus.read(replica)
+    direction = next(d for d in DIRECTIONS if REPLICA_ROLE[d] == replica.role) \
+        if replica.role in REPLICA_ROLE.values() else ""
+    tip = advice(direction, status) if direction and status is not None and status.errors else ""
+    return NotCaughtUp(replica.role, str(missing), waited, cause=channel_report(replica, missing, status),
+                       hint=tip)
+
+
+def channel_report(replica: Server, missing: GtidSet | None = None, status: ReplicaStatus | None = None) -> str:
+    """What *replica*'s channel reports, for a wait that gave up: each thread's last error with its
+    number and text (the applier workers' own error first: the coordinator's only points at it), or
+    'no error, the applier is just behind by N transactions' (N: *missing*'s size) with what its busy
+    threads wait on (performance_schema.threads: 'Waiting for global read lock', a row lock...)."""
+    status = status or ReplicaStatus.read(replica)
+    if status is None:
+        return f"{replica.role} has no replication channel"
+    found: list[str] = [f"applier worker {r['worker']} error {r['errno']}: {r['message']}"
+                        for r in replica.query(_WORKER_ERRORS)] if status.last_sql_errno else []
+    found += [f"{'receiver (IO)' if t == 'io' else 'applier (SQL)'} error {n}: {m}" for t, n, m in status.errors
+              if not (t == "sql" and found)]
+    threads = f"IO {status.io_running}, SQL {status.sql_running}"
+    if found:
+        return f"{threads}; " + "; ".join(found)
+    n = missing.count() if missing is not None else None
+    behind = f"{n} transaction{'' if n == 1 else 's'}" if n is not None else "some transactions"
+    if missing is not None and not missing and status.running:
+        return f"{threads}; no error, nothing missing"
+    if not status.running:
+        return f"{threads}; no error, but a thread is stopped (STOP REPLICA?): {behind} not applied"
+    busy = sorted({str(r["state"]) for r in replica.query(_APPLIER_STATES)
+                   if not any(idle in str(r["state"]) for idle in _IDLE_STATES)})
+    return f"{threads}; no error, the applier is just behind by {behind}" + (
+        f" (Seconds_Behind_Source {status.seconds_behind})" if status.seconds_behind is not None else "") + (
+        f"; the applier is: {', '.join(busy)}" if busy else "")
 
 
 # --- the two channels --------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_unreachable_aurora_fails_in_its_first_cell(pipeline, lab):
     assert "ConnectionFailed" in error and "127.0.0.1:1" in error
     nb = last_run(pipeline, STEM)
     failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    assert failed[0].source.startswith("statuses = validation.show_directions")
+    assert failed[0].source.startswith("settings_results = validation_settings.check")   # its first server cell
     assert gtids(lab.instances["onprem"]) == before and not has_heartbeat(lab, "onprem")
 
 

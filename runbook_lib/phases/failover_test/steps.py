@@ -336,6 +336,8 @@ def _conclude(rb: Session, m: _Measured) -> FailoverResult:
     rows = {side: acked[side].count() for side in fl.SIDES}
     flags = fl.caught_up(m.sampler.rounds)
     end = m.sampler.rounds[-1].t if m.sampler.rounds else m.requested
+    reports = () if converged is not None else tuple(     # a wait that gave up names what the channels say
+        f"{d}: {channels.channel_report(servers[channels.REPLICA_ROLE[d]])}" for d in channels.DIRECTIONS)
     return FailoverResult(
         run_id=run_id, started_at=m.started.isoformat(timespec="milliseconds"), settings=s,
         cluster_id=rb.params.aurora_cluster_id, writer_before=m.writer_before, target=m.target,
@@ -349,7 +351,8 @@ def _conclude(rb: Session, m: _Measured) -> FailoverResult:
         samples=tuple(Sample(r.t, r.source_t, r.source_count, r.aurora_t, r.aurora_count, ok)
                       for r, ok in zip(m.sampler.rounds, flags)),
         lag=m.lag + tuple(_cloudwatch_lag(rb, m.started, end)),
-        cluster=tuple(m.watcher.points) + (fl.ClusterPoint(m.watcher.clock.now(), status, writer_after),))
+        cluster=tuple(m.watcher.points) + (fl.ClusterPoint(m.watcher.clock.now(), status, writer_after),),
+        channels=reports)
 
 
 def _cloudwatch_lag(rb: Session, started: datetime, end: float) -> list[LagPoint]:

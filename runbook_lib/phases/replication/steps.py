@@ -39,13 +39,14 @@ from runbook_lib.checks.channels import (
     channel_specs,
     directions,
     executed_gtids,
+    not_caught_up,
     require_running,
     server,
     wait_until_caught_up,
 )
 from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult
-from runbook_lib.core.errors import NotApplied, NotCaughtUp, ParameterError, QueryFailed, ReplicationError
+from runbook_lib.core.errors import NotApplied, ParameterError, QueryFailed, ReplicationError
 from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import ReplicaStatus
@@ -335,7 +336,7 @@ def _wait_for_account(rb: Session, timeout: float) -> str:
                                    "account", hint="its creation predates the backup; run 05_replication "
                                    "again: the replication_users plan creates it again on the source")
         if time.monotonic() - started >= timeout:
-            raise NotCaughtUp("aurora", str(wanted - executed_gtids(aur)), timeout)
+            raise not_caught_up(aur, wanted - executed_gtids(aur), timeout)
         time.sleep(0.5)
 
 
