@@ -39,7 +39,6 @@ def _run(args: argparse.Namespace) -> int:
 
     result = runner.run(args.params, only=args.only or "", run_dir=Path(args.run_dir) if args.run_dir else None,
                         progress=not args.no_progress)
-    print(runner.summary_table(result))
     if args.upload:
         print(f"uploaded to {runner.upload(result, args.params)}")
     print(f"report:  {result.run_dir / 'report.html'}")
