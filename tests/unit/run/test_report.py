@@ -54,22 +54,23 @@ def test_several_cut_overs_each_get_a_row():
                     ("cut-over 'billing' (aurora → source)", "done; write pause 0.50 s")]
 
 
-def _png() -> str:
+def _png(size: tuple[float, float]) -> str:
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(2, 1))
+    fig = Figure(figsize=size, dpi=100)
     fig.add_subplot().plot([0, 1], [0, 1])
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def executed_failover_notebook(path) -> None:
-    """A stand-in for an executed 07_failover_test: its plot cells with PNG outputs, an Apply widget."""
+def executed_failover_notebook(path, size: tuple[float, float] = (2, 1)) -> None:
+    """A stand-in for an executed 07_failover_test: its plot cells with PNG outputs (``size`` inches at
+    100 dpi), an Apply widget."""
     nb = nbformat.v4.new_notebook()
     for source in ("failover_plots.show(failover_plots.counts_figure(result))",
                    "failover_plots.show(failover_plots.lag_figure(result))"):
         cell = nbformat.v4.new_code_cell(source)
-        cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": _png(), "text/plain": "<Image>"})]
+        cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": _png(size), "text/plain": "<Image>"})]
         nb.cells.append(cell)
     gate = nbformat.v4.new_code_cell("rb.gate.apply(plan, apply)")
     gate.outputs = [nbformat.v4.new_output("stream", name="stdout", text="SKIPPED: step 'x' not approved\n"),
