@@ -36,7 +36,10 @@ class Episode:
 
 def _kind(reason: str) -> str:
     """A reason without its figures and details: one per kind in an episode's list."""
-    return re.sub(r"[\d.]+", "#", reason.split(" (")[0])[:60]
+    head = reason.split(" (")[0]
+    if " does not answer" in head:
+        head = head.split(":")[0]               # whatever the client said: refused, lost, timed out
+    return re.sub(r"[\d.]+", "#", head)[:60]
 
 
 def episodes(snapshots: tuple[Snapshot, ...] | list[Snapshot]) -> list[Episode]:

@@ -231,15 +231,11 @@ class Watch:
             raise ParameterError("watch seconds", f"must be more than 0 and at most {MAX_SECONDS:g}, not {seconds!r}")
         taken: list[Snapshot] = []
         cloudwatch: tuple[float | None, datetime | None] = (None, None)
-        next_metric = 0.0
-        started = time.monotonic()
         try:
             self._start_heartbeat(seconds)
-            tick = started
+            cloudwatch, next_metric = self._cloudwatch(cloudwatch), time.monotonic() + self.metric_every_s
+            started = tick = time.monotonic()       # t = 0: the first snapshot, once everything is open
             while True:
-                now = time.monotonic()
-                if now >= next_metric:
-                    cloudwatch, next_metric = self._cloudwatch(cloudwatch), now + self.metric_every_s
                 reads = {role: self._read(role) for role in ROLES}
                 lags = self.monitor.latest() if self.monitor is not None else {}
                 snap = snapshot(time.monotonic() - started, datetime.now(timezone.utc), reads,
@@ -249,6 +245,8 @@ class Watch:
                 tick += self.interval
                 if tick - started > seconds + 1e-6:
                     break
+                if time.monotonic() >= next_metric:  # between two snapshots: it delays none of them
+                    cloudwatch, next_metric = self._cloudwatch(cloudwatch), time.monotonic() + self.metric_every_s
                 time.sleep(max(0.0, tick - time.monotonic()))
         except KeyboardInterrupt:
             self.interrupted = True
