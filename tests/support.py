@@ -19,6 +19,7 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     repl           20  test_replication_lib
     lifecycle      24  test_lab_lifecycle
     endpoint       28  test_lab_endpoint (its lab is built from a hand-written state: fixed passwords)
+    browser        32  one port only: the JupyterLab server of tests/browser/test_jupyterlab.py
     =========  ======  ==============================================================================
 
 Outside this table: test_aurora_standin's throwaway servers on free ports in
@@ -45,7 +46,8 @@ DEFAULT_ROWS = 50000
 
 #: lab suffix -> offset of its port base from $RUNBOOK_TEST_PORT_BASE ("" is the session's lab)
 PORT_OFFSETS = {"": 0, "failover": 3, "cutover": 6, "bidir": 10, "cleanup": 13, "faults": 16, "repl": 20,
-                "lifecycle": 24, "endpoint": 28}
+                "lifecycle": 24, "endpoint": 28,
+                "browser": 32}
 
 
 # --- the suite's labs ------------------------------------------------------------------------------
