@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test unit bench lab-up lab-down lab-status clean
+.PHONY: setup demo test unit bench lab-up lab-down lab-status clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,20 @@ demo: setup
 	$(VENV)/bin/runbook lab reset
 	$(VENV)/bin/runbook run --params parameters/lab.yaml
 
+# The browser tests drive Debian's chromium with Playwright (never a downloaded browser: no
+# `playwright install`).  Installed here when missing, as root; otherwise those tests skip, saying so.
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  else echo "chromium is missing: sudo apt-get install -y chromium (the browser tests skip without it)"; fi; \
+	fi
+
 # Two pytest-xdist workers, given whole groups of tests that share a lab (tests/conftest.py),
 # the longest chain (the notebook pipeline) first.  TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
-test: setup
+test: setup chromium
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --no-loadscope-reorder)
 
 unit: setup

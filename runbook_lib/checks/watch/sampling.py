@@ -134,6 +134,9 @@ def alerts(sides: tuple[SideView, ...], directions: tuple[DirectionView, ...], c
         if d.gtid_gap is not None and d.gtid_gap > limits.gtid_gap:
             out.append(f"{d.direction}: {REPLICA_ROLE[d.direction]} lacks {d.gtid_gap} transactions of "
                        f"{WRITER_ROLE[d.direction]} (> {limits.gtid_gap})")
+    # "Amazon CloudWatch metrics for Amazon Aurora": AuroraBinlogReplicaLag is Seconds_Behind_Master of the
+    # writer's binlog replication channel; -1 means replication is not active (as RDS's ReplicaLag, "Monitoring
+    # MySQL read replica replication lag": -1 is Seconds_Behind_Master NULL).
     if cloudwatch_lag_s is not None and cloudwatch_lag_s < 0:
         out.append("CloudWatch AuroraBinlogReplicaLag is -1: Aurora reports its replication not running")
     elif cloudwatch_lag_s is not None and cloudwatch_lag_s > limits.lag_s:
