@@ -17,6 +17,7 @@ from runbook_lib.checks.channels import DIRECTIONS, REPLICA_ROLE
 from runbook_lib.checks.watch.result import WatchResult
 from runbook_lib.checks.watch.sampling import ROLES, Snapshot, Thresholds, Watch
 from runbook_lib.core.display import in_ipython, show, show_table
+from runbook_lib.core.redact import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -156,14 +157,14 @@ def live(rb: Session, seconds: float = 30.0, *, lag_threshold_s: float = 1.0, gt
 
     def update(s: Snapshot) -> None:
         if handle is not None:
-            handle.update(HTML(panel_html(s, seconds, limits, watch.notes)))
+            handle.update(HTML(redact(panel_html(s, seconds, limits, watch.notes))))
         else:
-            print(panel_text(s, seconds, limits))
+            print(redact(panel_text(s, seconds, limits)))
 
     snaps = watch.run(seconds, update)
     result = WatchResult(tuple(snaps), limits, float(seconds), watch.interrupted, tuple(watch.notes))
     if snaps and handle is not None:
-        handle.update(HTML(panel_html(snaps[-1], seconds, limits, result.notes)))
+        handle.update(HTML(redact(panel_html(snaps[-1], seconds, limits, result.notes))))
         _show_result(result)
     elif snaps:
         show(result.summary_frame())
@@ -183,12 +184,12 @@ def terminal(rb: Session, seconds: float = 60.0, *, lag_threshold_s: float = 1.0
 
     def update(s: Snapshot) -> None:
         if tty:
-            text = panel_text(s, seconds, limits, colour=True)
+            text = redact(panel_text(s, seconds, limits, colour=True))
             out.write((f"\x1b[{drawn[0]}F\x1b[J" if drawn[0] else "") + text + "\n")
             drawn[0] = text.count("\n") + 1
         else:
             lags = ", ".join(f"{d.direction} {d.io}/{d.sql} hb {_num(d.heartbeat_lag_s, 's')}" for d in s.directions)
-            out.write(f"{s.t:6.1f}s  {lags}  {alert_line(s)}\n")
+            out.write(redact(f"{s.t:6.1f}s  {lags}  {alert_line(s)}") + "\n")
         out.flush()
 
     snaps = watch.run(seconds, update)
