@@ -114,9 +114,12 @@ def _direction(name: str, reads: dict[str, SideRead], lag: float | None) -> Dire
     return DirectionView(name, s.io_running, s.sql_running, error, s.seconds_behind, lag, gap)
 
 
-def alerts(sides: tuple[SideView, ...], directions: tuple[DirectionView, ...], cloudwatch_lag_s: float | None,
-           limits: Thresholds) -> tuple[str, ...]:
-    """Pure: every threshold crossed, each a reason an operator can act on."""
+def alerts(sides: tuple[SideView, ...], directions: tuple[DirectionView, ...], limits: Thresholds) -> tuple[str, ...]:
+    """Pure: every threshold crossed, each a reason an operator can act on.
+
+    CloudWatch's AuroraBinlogReplicaLag is shown, not judged here: it is a per-minute figure that trails
+    the live ones by up to two minutes, so it would keep the line red long after a recovery (see
+    :func:`cloudwatch_note`)."""
     out = [f"{s.role} does not answer: {s.error}" for s in sides if not s.reachable]
     for d in directions:
         if d.io == "?":
@@ -134,13 +137,6 @@ def alerts(sides: tuple[SideView, ...], directions: tuple[DirectionView, ...], c
         if d.gtid_gap is not None and d.gtid_gap > limits.gtid_gap:
             out.append(f"{d.direction}: {REPLICA_ROLE[d.direction]} lacks {d.gtid_gap} transactions of "
                        f"{WRITER_ROLE[d.direction]} (> {limits.gtid_gap})")
-    # "Amazon CloudWatch metrics for Amazon Aurora": AuroraBinlogReplicaLag is Seconds_Behind_Master of the
-    # writer's binlog replication channel; -1 means replication is not active (as RDS's ReplicaLag, "Monitoring
-    # MySQL read replica replication lag": -1 is Seconds_Behind_Master NULL).
-    if cloudwatch_lag_s is not None and cloudwatch_lag_s < 0:
-        out.append("CloudWatch AuroraBinlogReplicaLag is -1: Aurora reports its replication not running")
-    elif cloudwatch_lag_s is not None and cloudwatch_lag_s > limits.lag_s:
-        out.append(f"CloudWatch AuroraBinlogReplicaLag {cloudwatch_lag_s:g} s > {limits.lag_s:g} s")
     return tuple(out)
 
 
@@ -159,7 +155,20 @@ def snapshot(t: float, at: datetime, reads: dict[str, SideRead], previous: Snaps
         sides.append(SideView(role, r.reachable, r.error, count, tps))
     views = tuple(_direction(d, reads, lags.get(d)) for d in DIRECTIONS)
     return Snapshot(round(t, 3), at, tuple(sides), views, cloudwatch[0], cloudwatch[1],
-                    alerts(tuple(sides), views, cloudwatch[0], limits))
+                    alerts(tuple(sides), views, limits))
+
+
+def cloudwatch_note(value: float | None, limits: Thresholds) -> str:
+    """What the latest AuroraBinlogReplicaLag point says ('' when nothing to say)."""
+    # "Amazon CloudWatch metrics for Amazon Aurora": AuroraBinlogReplicaLag is Seconds_Behind_Master of the
+    # writer's binlog replication channel; -1 means replication is not active (as RDS's ReplicaLag, "Monitoring
+    # MySQL read replica replication lag": -1 is Seconds_Behind_Master NULL).  A minute's maximum, published
+    # once a minute ("MetricStat - Amazon CloudWatch": 60 s periods for a regular-resolution metric).
+    if value is None:
+        return ""
+    if value < 0:
+        return "Aurora reported its replication not running in that minute"
+    return f"over {limits.lag_s:g} s in that minute" if value > limits.lag_s else ""
 
 
 # --- taking snapshots ----------------------------------------------------------------------------

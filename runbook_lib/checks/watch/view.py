@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from runbook_lib.checks.channels import DIRECTIONS, REPLICA_ROLE
 from runbook_lib.checks.watch.result import WatchResult
-from runbook_lib.checks.watch.sampling import ROLES, Snapshot, Thresholds, Watch
+from runbook_lib.checks.watch.sampling import ROLES, Snapshot, Thresholds, Watch, cloudwatch_note
 from runbook_lib.core.display import in_ipython, show, show_table
 from runbook_lib.core.redact import redact
 
@@ -47,11 +47,13 @@ def _sides(s: Snapshot) -> str:
                      for v in s.sides)
 
 
-def _cloudwatch(s: Snapshot) -> str:
+def _cloudwatch(s: Snapshot, limits: Thresholds) -> str:
     if s.cloudwatch_lag_s is None:
         return "CloudWatch AuroraBinlogReplicaLag: no data yet"
-    at = s.cloudwatch_at.strftime("%H:%M:%S") if s.cloudwatch_at else "?"
-    return f"CloudWatch AuroraBinlogReplicaLag: {s.cloudwatch_lag_s:g} s (point of {at} UTC)"
+    at = s.cloudwatch_at.strftime("%H:%M") if s.cloudwatch_at else "?"
+    note = cloudwatch_note(s.cloudwatch_lag_s, limits)
+    return (f"CloudWatch AuroraBinlogReplicaLag: {s.cloudwatch_lag_s:g} s (maximum of the minute from {at} UTC; "
+            f"per minute, it trails the figures above){': ' + note if note else ''}")
 
 
 def alert_line(s: Snapshot) -> str:
@@ -74,7 +76,7 @@ def panel_html(s: Snapshot, seconds: float, limits: Thresholds, notes: list[str]
             f"<table style='border-collapse:collapse'><tr><th style='text-align:left;padding:2px 10px'>item</th>"
             f"{head}</tr>{body}</table>"
             f"<div>transactions per second: {html.escape(_sides(s))}</div>"
-            f"<div>{html.escape(_cloudwatch(s))}</div>"
+            f"<div>{html.escape(_cloudwatch(s, limits))}</div>"
             f"<div class='runbook-watch-alert' style='color:white;background:{colour};padding:3px 8px;"
             f"margin-top:4px;font-weight:bold'>{html.escape(alert_line(s))}</div>{extra}</div>")
 
@@ -89,7 +91,7 @@ def panel_text(s: Snapshot, seconds: float, limits: Thresholds, *, colour: bool 
              "".ljust(width) + "".join(d.ljust(w) for d, w in zip(DIRECTIONS, cols))]
     lines += [name.ljust(width) + "".join(cells[d][i][:60].ljust(w) for d, w in zip(DIRECTIONS, cols))
               for i, name in enumerate(ROWS)]
-    lines += [f"transactions per second: {_sides(s)}", _cloudwatch(s)]
+    lines += [f"transactions per second: {_sides(s)}", _cloudwatch(s, limits)]
     line = alert_line(s)
     if colour:
         line = f"\x1b[{'1;41;97' if s.alerts else '32'}m{line}\x1b[0m"

@@ -51,7 +51,8 @@ def watch_threads() -> list[str]:
 
 
 class Probe(threading.Thread):
-    """Connects to the aurora server every 20 ms: when it stopped answering, and when it answered again."""
+    """Connects to the aurora server every 20 ms: when it stopped answering, and when it answered again
+    (each the start of the first attempt that found it so)."""
 
     def __init__(self, port: int) -> None:
         super().__init__(name="probe", daemon=True)
@@ -59,17 +60,17 @@ class Probe(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
+            began = datetime.now(timezone.utc)     # a server starting up may hold an attempt until its timeout
             try:
                 pymysql.connect(host="127.0.0.1", port=self.port, user="nobody", password="x", connect_timeout=0.2)
             except pymysql.err.OperationalError as e:
                 answered = e.args[0] == 1045               # access denied: the server answers
             else:
                 answered = True
-            now = datetime.now(timezone.utc)
             if not answered and self.down_at is None:
-                self.down_at = now
+                self.down_at = began
             if answered and self.down_at is not None and self.up_at is None:
-                self.up_at = now
+                self.up_at = began
             self.done.wait(0.02)
 
 
@@ -79,6 +80,7 @@ def test_a_watch_that_ends_or_is_interrupted_leaves_nothing_running(two_way, par
         watch = Watch(rb, limits=Thresholds(lag_s=1.0), interval=INTERVAL)
         snaps = watch.run(2)
         assert [round(s.t) for s in snaps] == [0, 1, 2] and all(s.ok for s in snaps), [s.alerts for s in snaps]
+        assert all(s.cloudwatch_lag_s is not None for s in snaps)    # the lab endpoint publishes it
         assert all(s.direction(d).heartbeat_lag_s is not None for s in snaps[1:] for d in (TO_AURORA, TO_SOURCE))
         assert snaps[-1].side("source").tps > 0                  # the heartbeats are transactions
 

@@ -8,7 +8,7 @@ import pytest
 
 from runbook_lib.checks.channels import TO_AURORA, TO_SOURCE
 from runbook_lib.checks.watch.result import WatchResult, episodes
-from runbook_lib.checks.watch.sampling import SideRead, Thresholds, snapshot
+from runbook_lib.checks.watch.sampling import SideRead, Thresholds, cloudwatch_note, snapshot
 from runbook_lib.checks.watch.view import figure, panel_html, panel_text
 from runbook_lib.core.errors import ParameterError
 from runbook_lib.mysql.gtid import GtidSet
@@ -80,9 +80,16 @@ def test_lag_over_the_threshold_names_the_figure_heartbeat_first():
     assert f"{TO_AURORA}: Seconds_Behind_Source 3 s > 1 s" in s.alerts
 
 
-def test_cloudwatch_minus_one_means_aurora_reports_replication_not_running():
-    s = snap(0.0, cloudwatch=(-1.0, AT))
-    assert s.alerts == ("CloudWatch AuroraBinlogReplicaLag is -1: Aurora reports its replication not running",)
+def test_cloudwatch_is_shown_with_what_it_says_but_does_not_turn_the_line_red():
+    """A per-minute maximum trails the live figures: it would keep the line red after a recovery."""
+    for value in (-1.0, 2.0):
+        assert snap(0.0, cloudwatch=(value, AT)).ok
+    assert cloudwatch_note(-1.0, LIMITS) == "Aurora reported its replication not running in that minute"
+    assert cloudwatch_note(2.0, LIMITS) == "over 1 s in that minute" and cloudwatch_note(0.0, LIMITS) == ""
+    text = panel_text(snap(0.0, cloudwatch=(-1.0, AT)), 30, LIMITS)
+    assert "AuroraBinlogReplicaLag: -1 s (maximum of the minute from 07:00 UTC" in text
+    assert text.endswith("Aurora reported its replication not running in that minute\nOK: both directions run, "
+                         "every figure under its threshold")
 
 
 def test_a_failover_is_one_episode_from_the_outage_to_the_recovery():
