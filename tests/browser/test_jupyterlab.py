@@ -84,7 +84,7 @@ def jupyterlab(two_way, tmp_path_factory):
             headers={"Content-Type": "application/json"}), timeout=60).close()
         yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}"
     finally:
-        server.send_signal(signal.SIGINT)            # JupyterLab shuts its kernels down, then exits
+        server.send_signal(signal.SIGTERM)           # JupyterLab shuts its kernels down, then exits
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
