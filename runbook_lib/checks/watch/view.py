@@ -129,6 +129,7 @@ def figure(result: WatchResult) -> Figure:
     tps_ax.set_xlabel("time since the watch started (s); red: a threshold crossed")
     lag_ax.set_title(f"Live view: {result.verdict_line()[:110]}", fontsize=10)
     for ax in (lag_ax, gap_ax, tps_ax):
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))      # CloudWatch's -1 stays visible
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
