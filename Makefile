@@ -13,12 +13,13 @@ $(VENV)/.installed: pyproject.toml
 
 # The kernel spec is checked on every run: another checkout may have registered one of its own.
 setup: $(VENV)/.installed
-	$(PY) -m runbook_lib.run.kernel >/dev/null
+	@$(PY) -m runbook_lib.run.kernel >/dev/null
 
-# A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first.
+# A rehearsal starts from an unprepared source and an empty Aurora: the lab is reset first (its
+# details: `runbook lab status`).  Then one line per phase, with a progress bar while it runs.
 demo: setup
-	$(VENV)/bin/runbook lab reset
-	$(VENV)/bin/runbook run --params parameters/lab.yaml
+	@$(VENV)/bin/runbook lab reset >/dev/null && echo "lab reset: an unprepared source, an empty Aurora"
+	@$(VENV)/bin/runbook run --params parameters/lab.yaml
 
 # The browser tests drive Debian's chromium with Playwright (never a downloaded browser: no
 # `playwright install`).  Installed here when missing, as root; otherwise those tests skip, saying so.
