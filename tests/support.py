@@ -23,6 +23,7 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     restore        36  test_restore_blockers_lab (preflight's restore-from-S3 drills, the GTID position)
     aurora84       44  test_pipeline_aurora84 (phases 01-07 with the stand-in as Aurora 8.4)
     guard          52  test_guard_lab (guarded cut-overs, settings that drift)
+    browser        56  one port only: the JupyterLab server of tests/browser/test_jupyterlab.py
     =========  ======  ==============================================================================
 
 Outside this table: test_aurora_standin's throwaway servers on free ports in
@@ -49,7 +50,8 @@ DEFAULT_ROWS = 50000
 
 #: lab suffix -> offset of its port base from $RUNBOOK_TEST_PORT_BASE ("" is the session's lab)
 PORT_OFFSETS = {"": 0, "failover": 3, "cutover": 6, "bidir": 10, "cleanup": 13, "faults": 16, "repl": 20,
-                "lifecycle": 24, "endpoint": 28, "stream": 32, "restore": 36, "aurora84": 44, "guard": 52}
+                "lifecycle": 24, "endpoint": 28, "stream": 32, "restore": 36, "aurora84": 44, "guard": 52,
+                "browser": 56}
 
 
 # --- the suite's labs ------------------------------------------------------------------------------

@@ -49,12 +49,20 @@ def _run(args: argparse.Namespace) -> int:
 
     result = runner.run(args.params, only=args.only or "", run_dir=Path(args.run_dir) if args.run_dir else None,
                         progress=not args.no_progress)
-    print(runner.summary_table(result))
     if args.upload:
         print(f"uploaded to {runner.upload(result, args.params)}")
     print(f"report:  {result.run_dir / 'report.html'}")
     print(f"summary: {result.run_dir / 'summary.json'}")
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from runbook_lib.checks.watch.view import terminal
+    from runbook_lib.context import session
+
+    with session.open_session(args.params, [], quiet=True) as rb:
+        result = terminal(rb, args.seconds, lag_threshold_s=args.lag_threshold, gtid_gap=args.gtid_gap)
+    return 1 if result.episodes() and result.episodes()[-1].end_s is None else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--upload", action="store_true", help="also upload the run folder to report_s3_uri")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+    watch = sub.add_parser("watch", help="live view of both replication directions, refreshed every second")
+    watch.add_argument("--params", required=True, help="parameters file of the environment (parameters/<env>.yaml)")
+    watch.add_argument("--seconds", type=float, default=60.0, help="how long to watch (default 60, at most 600)")
+    watch.add_argument("--lag-threshold", type=float, default=1.0,
+                       help="lag in seconds above which a direction turns red (default 1)")
+    watch.add_argument("--gtid-gap", type=int, default=1000,
+                       help="transactions a replica may lack of its writer's before it turns red (default 1000)")
+    watch.set_defaults(func=_watch)
     return parser
 
 
