@@ -79,9 +79,11 @@ def _ms(value: Any) -> str:
 
 
 def _cutovers(summary: dict) -> list[dict]:
-    """Each cut-over's record: section 'cutover' (one record, or a list of them) or 'cutovers'."""
+    """Each cut-over's record: section 'switches' (every guarded switch, dry runs and roll-backs
+    included, with its write pause: runbook_lib.phases.cutover.execute), else 'cutover' (one record,
+    or a list of them) or 'cutovers'."""
     found: list[dict] = []
-    for key in ("cutover", "cutovers"):
+    for key in ("switches",) if summary.get("switches") else ("cutover", "cutovers"):
         value = summary.get(key)
         if isinstance(value, dict) and isinstance(value.get("records"), list):
             value = value["records"]

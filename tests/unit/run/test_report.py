@@ -98,3 +98,16 @@ def test_the_report_opens_with_the_verdict_figures_and_plots_and_fetches_nothing
     fetched = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]+""", page)
     assert fetched == []
     assert not re.search(r"@import|url\(\s*['\"]?https?:", page)
+
+
+def test_key_figures_show_each_guarded_switch_with_its_write_pause():
+    """The guarded cut-over appends every switch to section 'switches' (outcome, write_pause_s)."""
+    summary = {"switches": [
+        {"step": "cutover:crm", "scope": "crm", "from": "source", "to": "aurora", "outcome": "switched",
+         "write_pause_s": 0.054},
+        {"step": "fallback:crm", "scope": "crm", "from": "aurora", "to": "source", "outcome": "rolled back",
+         "write_pause_s": 6.015}],
+        "cutover": {"scope": "crm", "from": "source", "to": "aurora", "verdict": "switched"}}
+    rows = [r for r in report.key_figures(summary) if r[0].startswith("cut-over")]
+    assert rows == [("cut-over 'crm' (source → aurora)", "switched; write pause 0.05 s", "ok"),
+                    ("cut-over 'crm' (aurora → source)", "rolled back; write pause 6.01 s", "")]
