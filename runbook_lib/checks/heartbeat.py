@@ -1,8 +1,10 @@
 """Replication lag in each direction to about 10 ms, beside Seconds_Behind_Source, and Aurora's
 CloudWatch metric ``AuroraBinlogReplicaLag``.
 
-Heartbeat (pt-heartbeat's method): each side writes its row of ``runbook.heartbeat`` (its
-``@@server_id``, a label, ``UTC_TIMESTAMP(6)``, a sequence number) every ``write_interval``
+Heartbeat (pt-heartbeat's method): each side writes its row of ``runbook.heartbeat`` (keyed by the
+*side*, 'source' or 'aurora', not by ``@@server_id``: an Aurora failover makes another DB instance,
+with another server_id, the writer; the row also records a label, the writer's ``@@server_id``,
+``UTC_TIMESTAMP(6)`` and a sequence number) every ``write_interval``
 (default 0.1 s); the row replicates to the other side.  The lag of direction A → B is read on B:
 the reader's clock minus A's heartbeat timestamp as B shows it.  A heartbeat is seen the moment it
 arrives (B is polled every ``poll_interval``, 10 ms), so the lag of each arrival is exact to about
@@ -42,24 +44,37 @@ if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server
 
 SCHEMA_DDL = "CREATE DATABASE IF NOT EXISTS runbook"
-TABLE_DDL = ("CREATE TABLE IF NOT EXISTS runbook.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, "
-             "label VARCHAR(64) NOT NULL, ts DATETIME(6) NOT NULL, seq BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB")
-WRITE_SQL = ("REPLACE INTO runbook.heartbeat (server_id, label, ts, seq) "
-             "VALUES (@@server_id, %s, UTC_TIMESTAMP(6), %s)")
-READ_SQL = "SELECT ts, seq, UTC_TIMESTAMP(6) AS now FROM runbook.heartbeat WHERE server_id = %s"
+TABLE_DDL = ("CREATE TABLE IF NOT EXISTS runbook.heartbeat (side VARCHAR(16) NOT NULL PRIMARY KEY, "
+             "label VARCHAR(64) NOT NULL, server_id INT UNSIGNED NOT NULL, ts DATETIME(6) NOT NULL, "
+             "seq BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB")
+#: The first layout (keyed by server_id) is replaced: a failover changed Aurora's key in it.
+OLD_TABLE_DROP = "DROP TABLE IF EXISTS runbook.heartbeat"
+WRITE_SQL = ("REPLACE INTO runbook.heartbeat (side, label, server_id, ts, seq) "
+             "VALUES (%s, %s, @@server_id, UTC_TIMESTAMP(6), %s)")
+READ_SQL = "SELECT ts, seq, UTC_TIMESTAMP(6) AS now FROM runbook.heartbeat WHERE side = %s"
 _EXISTS_SQL = ("SELECT SCHEMA_NAME AS s, (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-               "'runbook' AND TABLE_NAME = 'heartbeat') AS t FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'runbook'")
+               "'runbook' AND TABLE_NAME = 'heartbeat') AS t, (SELECT COUNT(*) FROM information_schema.COLUMNS "
+               "WHERE TABLE_SCHEMA = 'runbook' AND TABLE_NAME = 'heartbeat' AND COLUMN_NAME = 'side') AS k "
+               "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'runbook'")
 SAMPLE_COLUMNS = ["time", "direction", "heartbeat_lag_s", "seconds_behind", "replica_state"]
 MAX_SECONDS = 600.0
+#: The CloudWatch series of the cluster's writer, whichever instance it is (dimensions DBClusterIdentifier, Role).
+WRITER_ROLE = "DBClusterIdentifier+Role"
 STEP = "replication"
 
 
 # --- the heartbeat table: plan, apply, check ----------------------------------------------------
 
 def table_state(server: Server) -> tuple[bool, bool]:
-    """(schema runbook exists, table runbook.heartbeat exists) on ``server``."""
+    """(schema runbook exists, table runbook.heartbeat exists, keyed by side) on ``server``."""
     row = server.query_one(_EXISTS_SQL)
-    return row is not None, bool(row and row["t"])
+    return row is not None, bool(row and row["t"] and row["k"])
+
+
+def _old_layout(server: Server) -> bool:
+    """runbook.heartbeat exists in its first layout (keyed by server_id)."""
+    row = server.query_one(_EXISTS_SQL)
+    return bool(row and row["t"] and not row["k"])
 
 
 def table_plan(rb: Session) -> Plan:
@@ -67,6 +82,9 @@ def table_plan(rb: Session) -> Plan:
     has_schema, has_table = table_state(rb.source())
     where = f"source {rb.params.source_label}"
     steps = [] if has_schema else [Step(where, "create schema", SCHEMA_DDL, True, "DROP DATABASE runbook")]
+    if not has_table and _old_layout(rb.source()):
+        steps.append(Step(where, "drop the heartbeat table keyed by server_id (a failover changes Aurora's)",
+                          OLD_TABLE_DROP, True, "— (it holds only the latest heartbeat of each side)"))
     if not has_table:
         steps.append(Step(where, "create table", TABLE_DDL, True, "DROP TABLE runbook.heartbeat"))
     return Plan(STEP, "heartbeat table for lag measurement", steps,
@@ -79,6 +97,8 @@ def create_table(rb: Session, timeout: float = 30.0) -> None:
     from runbook_lib.checks.channels import executed_gtids, wait_until_caught_up
     source = rb.source()
     source.execute(SCHEMA_DDL)
+    if _old_layout(source):
+        source.execute(OLD_TABLE_DROP)
     source.execute(TABLE_DDL)
     wait_until_caught_up(rb.aurora(), executed_gtids(source), timeout)
 
@@ -228,7 +248,7 @@ class HeartbeatMonitor:
             for side in self.sides + self.sides:        # writer 0, writer 1, reader 0, reader 1
                 conns.append(side.open())
             require_table(conns[0], conns[1])
-            ids = [(c.identity.server_id, c.identity.server_uuid) for c in conns[:2]]
+            ids = [(side.role, c.identity.server_uuid) for side, c in zip(self.sides, conns[:2])]
         except BaseException:
             for c in conns:
                 c.close()
@@ -240,7 +260,7 @@ class HeartbeatMonitor:
         seq0 = time.time_ns() // 1_000_000          # a new run's sequence numbers exceed older runs'
         written = (_Written(), _Written())
         for i in (0, 1):
-            self._spawn(f"heartbeat-writer-{i}", conns[i], self._write, conns[i], self.sides[i].label,
+            self._spawn(f"heartbeat-writer-{i}", conns[i], self._write, conns[i], self.sides[i],
                         seq0, written[i], deadline)
         for reader in (1, 0):                            # direction 0 is read on side 1, and back
             origin = 1 - reader
@@ -261,16 +281,16 @@ class HeartbeatMonitor:
         self._threads.append(thread)
         thread.start()
 
-    def _write(self, conn: Server, label: str, seq0: int, written: _Written, deadline: float) -> None:
+    def _write(self, conn: Server, side: Side, seq0: int, written: _Written, deadline: float) -> None:
         seq, tick = seq0, time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if self._guard(conn, label, lambda n=seq: conn.execute(WRITE_SQL, (label, n))):
+            if self._guard(conn, side.label, lambda n=seq: conn.execute(WRITE_SQL, (side.role, side.label, n))):
                 written.add(seq, time.monotonic())
                 seq += 1
             tick += self.write_interval
             self._stop.wait(max(0.0, tick - time.monotonic()))
 
-    def _sample(self, conn: Server, direction: str, origin: tuple[int, str], seq0: int, written: _Written,
+    def _sample(self, conn: Server, direction: str, origin: tuple[str, str], seq0: int, written: _Written,
                 deadline: float) -> None:
         seen, arrival, next_sample = seq0 - 1, None, time.monotonic()
         while not self._stop.is_set() and (now := time.monotonic()) < deadline:
@@ -357,26 +377,50 @@ class MetricSeries:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"time": t, "value_s": v} for t, v in self.points], columns=["time", "value_s"])
 
+    @property
+    def label(self) -> str:
+        """The series' dimensions as CloudWatch shows them."""
+        if self.dimension == WRITER_ROLE:
+            return f"DBClusterIdentifier={self.resource}, Role=WRITER"
+        return f"{self.dimension}={self.resource}"
+
+
+def writer_instance(rb: Session) -> str:
+    """The cluster's writer now, from DescribeDBClusters' members (a failover moves it away from
+    ``aurora_writer_instance``); the parameter when the cluster cannot be read."""
+    from runbook_lib.aws.clusters import describe_cluster
+    cluster = describe_cluster(rb.aws("rds"), rb.params.aurora_cluster_id)
+    found = [i for i, is_writer, _ in (cluster.members if cluster else ()) if is_writer]
+    return found[0] if found else rb.params.aurora_writer_instance
+
 
 def replica_lag_metric(rb: Session, *, minutes: float = 10, period_s: int = 60) -> MetricSeries:
-    """``AuroraBinlogReplicaLag`` (AWS/RDS, Maximum) of the writer instance, else of the cluster.
+    """``AuroraBinlogReplicaLag`` (AWS/RDS, Maximum) of the cluster's WRITER role; else of the writer
+    instance now (DescribeDBClusters); else of the cluster.
 
     Seconds_Behind_Source of Aurora's external replication channel (source → aurora); -1 while
-    replication is not running.  RDS publishes it every minute; the lab endpoint every second.
+    replication is not running.  AWS "Amazon CloudWatch metrics for Amazon Aurora": "Because binary
+    log replication only occurs on the writer instance of the cluster, we recommend using the version
+    of this metric associated with the WRITER role" (dimensions DBClusterIdentifier and Role): that
+    series follows the writer through a failover, an instance's does not.  RDS publishes it every
+    minute; the lab endpoint every second.
     """
     from runbook_lib.aws.calls import aws_call
     p, end = rb.params, datetime.now(timezone.utc)
     cloudwatch = rb.aws("cloudwatch")
-    for dimension, resource in (("DBInstanceIdentifier", p.aurora_writer_instance),
-                                ("DBClusterIdentifier", p.aurora_cluster_id)):
+    writer = writer_instance(rb)
+    for dimension, dims in ((WRITER_ROLE, [{"Name": "DBClusterIdentifier", "Value": p.aurora_cluster_id},
+                                           {"Name": "Role", "Value": "WRITER"}]),
+                            ("DBInstanceIdentifier", [{"Name": "DBInstanceIdentifier", "Value": writer}]),
+                            ("DBClusterIdentifier", [{"Name": "DBClusterIdentifier", "Value": p.aurora_cluster_id}])):
         query = {"Id": "lag", "ReturnData": True, "MetricStat": {
             "Period": int(period_s), "Stat": "Maximum", "Metric": {
-                "Namespace": "AWS/RDS", "MetricName": "AuroraBinlogReplicaLag",
-                "Dimensions": [{"Name": dimension, "Value": resource}]}}}
+                "Namespace": "AWS/RDS", "MetricName": "AuroraBinlogReplicaLag", "Dimensions": dims}}}
         answer = aws_call(cloudwatch, "get_metric_data", MetricDataQueries=[query],
                           StartTime=end - timedelta(minutes=minutes), EndTime=end)
         result = answer["MetricDataResults"][0]
         points = tuple(sorted(zip(result.get("Timestamps", []), result.get("Values", []))))
         if points:
+            resource = writer if dimension == "DBInstanceIdentifier" else p.aurora_cluster_id
             return MetricSeries("AuroraBinlogReplicaLag", dimension, resource, int(period_s), points)
-    return MetricSeries("AuroraBinlogReplicaLag", "DBInstanceIdentifier", p.aurora_writer_instance, int(period_s), ())
+    return MetricSeries("AuroraBinlogReplicaLag", WRITER_ROLE, p.aurora_cluster_id, int(period_s), ())

@@ -42,12 +42,14 @@ import pandas as pd
 
 from runbook_lib.core.display import show_table
 from runbook_lib.core.errors import NotApplied, ParameterError
+from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import ReplicaStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server
 
 SIDES = ("source", "aurora")
+OTHER_SIDE = {"source": "aurora", "aurora": "source"}
 FRAME_COLUMNS = ["table", "writes from source", "writes from aurora", "verdict"]
 BOTH, SOURCE_ONLY, AURORA_ONLY = "✖ written on both sides", "source only", "aurora only"
 #: Schemas whose writes are the servers' own bookkeeping, not an application's.
@@ -286,20 +288,37 @@ def read_binlog(server: Server, *, since: BinlogMark | None = None, window_bytes
     return found, BinlogWindow(server.role, first, str(end), counter[0], len(files), note)
 
 
-def origins_of(source: Server, aurora: Server) -> Origins:
-    """Each side's own ``server_uuid``, plus the uuids each side received from the other.
+def origins_from(own: Mapping[str, str], received: Mapping[str, GtidSet],
+                 executed: Mapping[str, GtidSet]) -> Origins:
+    """Which uuids are each side's (pure).  ``own``: each side's ``@@server_uuid``; ``received[side]``:
+    what the other side's channel retrieved from ``side``; ``executed``: each side's gtid_executed.
 
-    The second part matters after an Aurora failover that changes the writer's uuid: older Aurora
-    transactions still arrived at the source through its channel from Aurora.
+    A side's uuids are its own, those the other side received from it, and those of transactions
+    only it has executed (not arrived yet on the other side): after an Aurora failover the new writer is another DB instance with its own
+    ``server_uuid`` (the lab's stand-in plays it so), and its predecessors' uuids are still Aurora's.
+    A uuid claimed by both (received from both) has no origin.  An earlier writer's uuid whose
+    transactions all arrived before the channel's Retrieved_Gtid_Set was reset (RESET REPLICA) has
+    none either: it is listed among the unknown uuids, never counted for the wrong side.
     """
-    own = {"source": source.identity.server_uuid.lower(), "aurora": aurora.identity.server_uuid.lower()}
-    uuids = {side: {uuid} for side, uuid in own.items()}
+    low = {side: uuid.lower() for side, uuid in own.items()}
+    uuids = {side: {low[side]} | set(received[side].uuids())
+             | set((executed[side] - executed[OTHER_SIDE[side]]).uuids()) for side in SIDES}
+    unclear = (uuids["source"] & uuids["aurora"]) - set(low.values())
+    return Origins(frozenset(uuids["source"] - unclear - {low["aurora"]}),
+                   frozenset(uuids["aurora"] - unclear - {low["source"]}))
+
+
+def origins_of(source: Server, aurora: Server) -> Origins:
+    """Each side's uuids (:func:`origins_from`), read from both servers: ``@@server_uuid``,
+    the Retrieved_Gtid_Set of each channel, ``gtid_executed``."""
+    servers = {"source": source, "aurora": aurora}
+    received = {side: GtidSet() for side in SIDES}
     for replica, sender in ((source, "aurora"), (aurora, "source")):
         for row in replica.query(replica.dialect.show_replica_status()):
-            uuids[sender].update(ReplicaStatus.from_row(row).retrieved_gtid_set.uuids())
-    unclear = (uuids["source"] & uuids["aurora"]) - set(own.values())   # received from both: no origin
-    return Origins(frozenset(uuids["source"] - unclear - {own["aurora"]}),
-                   frozenset(uuids["aurora"] - unclear - {own["source"]}))
+            received[sender] = received[sender] | ReplicaStatus.from_row(row).retrieved_gtid_set
+    executed = {side: GtidSet.parse(str(srv.scalar("SELECT @@GLOBAL.gtid_executed") or ""))
+                for side, srv in servers.items()}
+    return origins_from({side: srv.identity.server_uuid for side, srv in servers.items()}, received, executed)
 
 
 @dataclass(frozen=True)

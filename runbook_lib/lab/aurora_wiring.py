@@ -3,7 +3,9 @@
 :class:`AuroraWiring` turns RDS calls into real server operations: the cluster parameter
 group into ``overrides.cnf`` and ``SET GLOBAL``; a restore from S3 into a new data
 directory; a reboot into a restart; a failover into a crash, an outage, a read-only start
-and then a writable server.  It also publishes ``AuroraBinlogReplicaLag`` to CloudWatch.
+and then a writable server started as the promoted DB instance (its own server_id and
+server_uuid).  It also publishes ``AuroraBinlogReplicaLag`` to CloudWatch under every dimension
+real Aurora uses for the writer.
 The server plays one cluster record at a time (:class:`LabCluster`).  Used by
 :mod:`.endpoint`; nothing here parses or answers HTTP.
 """
@@ -29,6 +31,7 @@ from moto.rds.models import DBCluster, rds_backends
 from runbook_lib.core.errors import LabError, RunbookError
 from runbook_lib.lab import aurora_defaults as ad
 from runbook_lib.lab.aurora_standin import install_aurora_standin
+from runbook_lib.lab.instances import InstanceIdentities
 from runbook_lib.lab.servers import MysqldInstance
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class AuroraWiring:
         #: 'kept': a restore keeps the backup's GTID history; 'lost': it comes up with none (AWS does not
         #: promise either: the runbook's phase 4 must find out and set it, see gtid_position.py).
         self.restore_gtids = "kept"
+        self.instances = InstanceIdentities(aurora)
 
     # -- records -------------------------------------------------------------
     def adopt(self, cluster: DBCluster, status: str) -> LabCluster:
@@ -204,12 +208,24 @@ class AuroraWiring:
             self.aurora.stop()
             self.start_server()
 
-    def failover(self) -> None:
-        """Crash, down (refused), up read-only (error 1290), then writable: the blog's log."""
+    def failover(self, old_writer: str, new_writer: str) -> None:
+        """The writer crashes; DB instance ``new_writer`` takes over the same data: down (refused), up
+        read-only (error 1290), then writable: the blog's log.
+
+        AWS "Failing over an Amazon Aurora DB cluster": a reader is promoted; FailoverDBCluster's API
+        reference: "each instance in a DB cluster has its own endpoint address".  The new writer is
+        another DB instance over the same cluster volume: the data, the binary logs, gtid_executed
+        and the external replication configuration (tables in the data) stay; the instance's own
+        ``server_id`` and ``server_uuid`` (``auto.cnf``) are the promoted instance's, and its relay logs
+        are not the old writer's (``relay_log_recovery``: fetched again from the applied position).
+        An instance keeps its identity: failing back brings the first writer's ids back."""
         with self.lock:
+            self.instances.leave(old_writer)
             self.aurora.kill()
+            self.instances.assume(new_writer)
             time.sleep(self.timings.failover_down)
             self.start_server("--super-read-only=ON")
+            self.instances.started(new_writer)
             time.sleep(self.timings.failover_read_only)
             with self.aurora.connect() as conn, conn.cursor() as cur:
                 cur.execute("SET GLOBAL super_read_only = OFF")
@@ -247,6 +263,7 @@ class AuroraWiring:
                 self.bind(backend, cluster)
                 self.aurora.stop()
                 self.aurora.replace_datadir(staging)
+                self.instances.forget()
                 self.write_group(backend, cluster)
                 self.start_server("--skip-replica-start")
                 self.aurora.bootstrap_labroot()
@@ -300,17 +317,36 @@ class AuroraWiring:
             lag = self.replica_lag() if clusters else -1.0
             for account, region, backend, cluster in clusters:
                 value = lag if self.bound_cluster(backend, cluster.db_cluster_identifier) else -1.0
-                dims = [[{"Name": "DBClusterIdentifier", "Value": cluster.db_cluster_identifier}]]
-                if (writer := cluster.writer) is not None:
-                    dims.append([{"Name": "DBInstanceIdentifier", "Value": writer.db_instance_identifier}])
                 data = [{"MetricName": "AuroraBinlogReplicaLag", "Dimensions": d, "Value": value,
-                         "Unit": "Seconds"} for d in dims]
+                         "Unit": "Seconds"} for d in metric_dimensions(cluster)]
                 try:
                     cloudwatch = self.client("cloudwatch", region, account)
                     cloudwatch.put_metric_data(Namespace="AWS/RDS", MetricData=data)
                 except (ClientError, BotoCoreError) as e:
                     log.warning("AuroraBinlogReplicaLag for %s not published: %s",
                                 cluster.db_cluster_identifier, e)
+
+
+def metric_dimensions(cluster: DBCluster) -> list[list[dict]]:
+    """The series real Aurora publishes an instance-level metric of the writer under.
+
+    AWS "Amazon CloudWatch dimensions for Aurora": DBInstanceIdentifier, DBClusterIdentifier,
+    DBClusterIdentifier + Role (WRITER/READER), DbClusterIdentifier + EngineName, DatabaseClass,
+    EngineName.  "Amazon CloudWatch metrics for Amazon Aurora": AuroraBinlogReplicaLag applies to the
+    primary: only the writer publishes it, so after a failover the new writer's instance series
+    carries it and the old writer's (now a reader) gets no more points; Role=WRITER follows the writer.
+    """
+    dims = [[{"Name": "DBClusterIdentifier", "Value": cluster.db_cluster_identifier}],
+            [{"Name": "EngineName", "Value": cluster.engine}],
+            [{"Name": "DBClusterIdentifier", "Value": cluster.db_cluster_identifier},
+             {"Name": "EngineName", "Value": cluster.engine}]]
+    writer = cluster.writer
+    if writer is not None:
+        dims += [[{"Name": "DBInstanceIdentifier", "Value": writer.db_instance_identifier}],
+                 [{"Name": "DBClusterIdentifier", "Value": cluster.db_cluster_identifier},
+                  {"Name": "Role", "Value": "WRITER"}],
+                 [{"Name": "DatabaseClass", "Value": writer.db_instance_class}]]
+    return dims
 
 
 def forget_source(conn: pymysql.connections.Connection) -> None:

@@ -14,7 +14,8 @@ untouched.  What the calls do to the ``aurora`` server is in :mod:`.aurora_wirin
   values and ``immediate`` on static parameters refused as AWS does), see :mod:`.aurora_defaults`.
 * ``CreateDBCluster`` (aurora-mysql) restarts the server with its group, ``ModifyDBCluster``
   with another group marks a pending reboot, ``RebootDBInstance`` of the writer restarts it,
-  ``FailoverDBCluster`` crashes it and brings it back read-only, then writable.
+  ``FailoverDBCluster`` crashes it and brings the same data back as the promoted DB instance
+  (its own server_id and server_uuid), read-only, then writable.
 * ``DescribeDBEngineVersions`` (a small table); CloudWatch ``AuroraBinlogReplicaLag``.
 """
 from __future__ import annotations
@@ -216,6 +217,7 @@ class LabRDSResponse(RDSResponse):
         w.bind(backend, w.adopt(cluster, "creating"))
 
         def work() -> None:
+            w.instances.forget()
             w.write_group(backend, cluster)
             w.restart()
 
@@ -251,6 +253,7 @@ class LabRDSResponse(RDSResponse):
         cluster = self.wiring.bound_cluster(self.backend, cluster_id)
         if cluster is not None and cluster.status != "available":
             raise InvalidDBClusterStateFault(f"DbCluster {cluster_id} is not in available state.")
+        before = cluster.writer.db_instance_identifier if cluster is not None and cluster.writer else ""
         result = super().failover_db_cluster()
         if cluster is None:
             return result
@@ -263,7 +266,7 @@ class LabRDSResponse(RDSResponse):
             w.event(backend, cluster, f"Failover failed: {error}" if error
                     else f"Completed failover to DB instance: {writer}", "failure" if error else "failover")
 
-        w.run("failover", w.failover, finish)
+        w.run("failover", lambda: w.failover(before, writer), finish)
         return ActionResult({"DBCluster": cluster})
 
     def reboot_db_instance(self) -> ActionResult:

@@ -210,7 +210,7 @@ def lag_figure(samples: LagSamples, metric: MetricSeries, threshold_s: float) ->
         ax.axvspan(frame["time"].min(), frame["time"].max(), color="#2ca02c", alpha=0.15,
                    label="heartbeat sampling window")
     ax.axhline(threshold_s, color="#d62728", linewidth=1, linestyle=":", label=f"threshold {threshold_s:g} s")
-    ax.set_title(f"CloudWatch {metric.metric} ({metric.dimension}={metric.resource}): source → aurora")
+    ax.set_title(f"CloudWatch {metric.metric} ({metric.label}): source → aurora")
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("lag (s)")
     ax.grid(True, alpha=0.3)

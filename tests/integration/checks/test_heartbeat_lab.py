@@ -39,15 +39,17 @@ def connections(two_way) -> int:
 
 
 def test_without_the_table_nothing_runs_then_it_is_planned_and_created(two_way, rb) -> None:
-    with two_way.server("onprem") as s:
+    with two_way.server("onprem") as s:                 # the first layout, keyed by server_id
         s.execute("DROP TABLE IF EXISTS runbook.heartbeat")
+        s.execute("CREATE TABLE runbook.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, "
+                  "label VARCHAR(64) NOT NULL, ts DATETIME(6) NOT NULL, seq BIGINT UNSIGNED NOT NULL)")
     two_way.wait_caught_up()
     with pytest.raises(NotApplied) as e:
         monitor(two_way).start(2)
     assert e.value.step == "replication"
     plan = heartbeat.table_plan(rb)
     assert plan.step_id == "replication"
-    assert [s.action for s in plan.steps][-1] == "create table"
+    assert [s.detail for s in plan.steps][-2:] == [heartbeat.OLD_TABLE_DROP, heartbeat.TABLE_DDL]
     heartbeat.create_table(rb)
     assert heartbeat.table_state(rb.source()) == (True, True)
     assert heartbeat.table_state(rb.aurora()) == (True, True)
@@ -72,8 +74,8 @@ def test_both_directions_are_sampled_and_everything_stops_by_itself(two_way) -> 
         assert (part["seconds_behind"].dropna() <= 1).all() and (part["replica_state"] == "running").all()
     assert samples.errors == ()
     with two_way.server("aurora") as s:                  # one row per origin, written during the window
-        rows = s.query("SELECT server_id, label, seq FROM runbook.heartbeat ORDER BY label")
-    assert [r["label"] for r in rows] == ["aurora", "onprem"]
+        rows = s.query("SELECT side, server_id, label, seq FROM runbook.heartbeat ORDER BY side")
+    assert [(r["side"], r["label"]) for r in rows] == [("aurora", "aurora"), ("source", "onprem")]
     assert connections(two_way) == before               # the monitor's four connections are closed
 
 
@@ -131,7 +133,7 @@ def test_a_known_extra_delay_is_measured(two_way) -> None:
 
 def test_cloudwatch_replica_lag_follows_the_real_replica(two_way, rb) -> None:
     series = heartbeat.replica_lag_metric(rb, minutes=5, period_s=1)
-    assert series.dimension == "DBInstanceIdentifier" and series.resource == rb.params.aurora_writer_instance
+    assert series.dimension == heartbeat.WRITER_ROLE and series.resource == rb.params.aurora_cluster_id
     assert len(series.points) >= 5 and series.points[-1][1] == 0.0
     with two_way.server("aurora") as s:
         s.execute(s.dialect.stop_replication())

@@ -20,6 +20,7 @@ import pymysql
 import pytest
 from botocore.exceptions import ClientError
 
+from runbook_lib.mysql.gtid import GtidSet
 from tests.support import aws_client, lab_name, port_base, query, wait_for
 
 pytestmark = pytest.mark.lab
@@ -289,6 +290,8 @@ def replicating(elab, restored) -> None:
 def test_failover_refuses_then_read_only_then_writable(elab, aws, replicating):
     _, servers = elab
     onprem, aurora = servers["onprem"], servers["aurora"]
+    ids = "SELECT @@server_id AS id, @@server_uuid AS uuid, @@gtid_executed AS gtids"
+    first, logs = query(aurora, ids)[0], {r["Log_name"] for r in query(aurora, "SHOW BINARY LOGS")}
     answered = aws("rds").failover_db_cluster(DBClusterIdentifier="bidi", TargetDBInstanceIdentifier="bidi-2")
     assert answered["DBCluster"]["Status"] == "failing-over"
     outcomes, started = [], time.monotonic()
@@ -315,26 +318,41 @@ def test_failover_refuses_then_read_only_then_writable(elab, aws, replicating):
     wait_for("onprem's row on aurora", lambda: query(
         aurora, "SELECT 1 FROM tenant_acme.orders WHERE sku = 'after-failover'"), 20,
         detail=lambda: replica_errors(aurora))
+    # another DB instance over the same data: its own server_id and server_uuid; the data, the binary
+    # logs, gtid_executed and the external replication configuration stay
+    second = query(aurora, ids)[0]
+    assert second["id"] != first["id"] and second["uuid"] != first["uuid"]
+    assert GtidSet(first["gtids"]) <= GtidSet(second["gtids"])
+    assert logs <= {r["Log_name"] for r in query(aurora, "SHOW BINARY LOGS")}
+    assert query(aurora, "SELECT HOST FROM performance_schema.replication_connection_configuration")
+    # failing back makes bidi-1 the writer again, with its own ids
+    aws("rds").failover_db_cluster(DBClusterIdentifier="bidi", TargetDBInstanceIdentifier="bidi-1")
+    wait_for("the failback", lambda: cluster(aws)["Status"] == "available" and writers(aws) == ["bidi-1"], 30)
+    wait_for("bidi-1 writable", lambda: query(aurora, "SELECT @@read_only AS ro")[0]["ro"] == 0, 20)
+    again = query(aurora, ids)[0]
+    assert (again["id"], again["uuid"]) == (first["id"], first["uuid"])
+    wait_for("the replication channel back", lambda: query(aurora, RUNNING), 20)
 
 
 def test_replica_lag_metric_is_published(aws, replicating):
     cw = aws("cloudwatch")
 
-    def points(name: str, value: str) -> list[dict]:
+    def points(name: str, value: str, *more: tuple[str, str]) -> list[dict]:
         now = datetime.now(timezone.utc)
         return cw.get_metric_statistics(
             Namespace="AWS/RDS", MetricName="AuroraBinlogReplicaLag",
-            Dimensions=[{"Name": name, "Value": value}],
+            Dimensions=[{"Name": n, "Value": v} for n, v in ((name, value), *more)],
             StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=60,
             Statistics=["Minimum", "Maximum", "SampleCount"])["Datapoints"]
 
-    def replicating_seen(name: str, value: str) -> list[dict]:
-        got = points(name, value)
+    def replicating_seen(name: str, value: str, *more: tuple[str, str]) -> list[dict]:
+        got = points(name, value, *more)
         return got if max((p["Maximum"] for p in got), default=-1) >= 0 else []
 
-    for name, value in (("DBClusterIdentifier", "bidi"), ("DBInstanceIdentifier", writers(aws)[0])):
-        got = wait_for(f"AuroraBinlogReplicaLag >= 0 for {value}",
-                       lambda name=name, value=value: replicating_seen(name, value), 10)
+    for dims in ((("DBClusterIdentifier", "bidi"),), (("DBClusterIdentifier", "bidi"), ("Role", "WRITER")),
+                 (("DBInstanceIdentifier", writers(aws)[0]),), (("EngineName", "aurora-mysql"),),
+                 (("DatabaseClass", "db.r6g.large"),)):
+        got = wait_for(f"AuroraBinlogReplicaLag >= 0 for {dims}", lambda dims=dims: replicating_seen(*dims[0], *dims[1:]), 10)
         assert all(p["Unit"] == "Seconds" for p in got)
     # before replication was set up, the cluster's lag was -1 (replication not running)
     assert min(p["Minimum"] for p in points("DBClusterIdentifier", "bidi")) == -1.0

@@ -119,3 +119,20 @@ def test_report_frame_warning_and_figures():
     assert quiet.warning().startswith("OK") and quiet.to_frame().empty
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.title = "x"  # type: ignore[misc]
+
+
+def test_every_uuid_aurora_writers_used_is_aurora_after_a_failover():
+    """Aurora failed over from A1 to A2 (another DB instance, its own server_uuid): A1's transactions
+    are still Aurora's, whether they reached the source (received) or not (only Aurora has them)."""
+    from runbook_lib.mysql.gtid import GtidSet
+    a1, a2, old = "a1a1a1a1-0000-0000-0000-000000000001", "a2a2a2a2-0000-0000-0000-000000000002", \
+        "0ddc0ddc-0000-0000-0000-000000000003"
+    executed = {"source": GtidSet(f"{SRC}:1-50,{old}:1-9,{a1}:1-10,{a2}:1-3"),
+                "aurora": GtidSet(f"{SRC}:1-40,{old}:1-9,{a1}:1-12,{a2}:1-3")}
+    received = {"source": GtidSet(f"{SRC}:41-50"), "aurora": GtidSet(f"{a2}:1-3")}   # A1's channel history is gone
+    origins = sb.origins_from({"source": SRC, "aurora": a2.upper()}, received, executed)
+    assert origins.side(a1) == "aurora" and origins.side(a2) == "aurora" and origins.side(SRC) == "source"
+    assert origins.side(old) == ""          # the history both sides had before: no origin
+    received["aurora"] = GtidSet(f"{a1}:1-10,{a2}:1-3")                                # the channel saw A1 too
+    executed["aurora"] = executed["source"]                                            # all caught up
+    assert sb.origins_from({"source": SRC, "aurora": a2}, received, executed).side(a1) == "aurora"
