@@ -64,7 +64,13 @@ SSL_MATERIAL_PROCEDURES = ("rds_import_binlog_ssl_material", "rds_remove_binlog_
 SSL_MATERIAL_AURORA2 = ((2, 9, 2), (2, 10, 0), (2, 10, 1), (2, 11, 0))
 SSL_MATERIAL_SINCE = (3, 1, 1)
 
-#: Aurora's public procedures this stand-in offers (Aurora 3.06+ has all of them).
+#: Aurora MySQL 2.12 and higher only (AWS "Configuring, starting, and stopping binary log (binlog)
+#: replication"); the installer drops them for every other version.
+SESSION_BINLOG_PROCEDURES = ("rds_disable_session_binlog", "rds_enable_session_binlog")
+SESSION_BINLOG_SINCE = (2, 12, 0)
+
+#: Aurora's public procedures this stand-in offers (Aurora 3.06+ has all but the session-binlog pair,
+#: which is Aurora 2.12+'s).
 AURORA_PROCEDURES = (
     *AURORA2_NAMES,
     *AURORA3_ONLY_PROCEDURES,
@@ -77,6 +83,7 @@ AURORA_PROCEDURES = (
     BINLOG_SOURCE_SSL_PROCEDURE,
     *SSL_MATERIAL_PROCEDURES,
     *SINCE_3_04_PROCEDURES,
+    *SESSION_BINLOG_PROCEDURES,
 )
 
 SUPERUSER_ROLE = "rds_superuser_role"
@@ -136,6 +143,8 @@ def procedures_for(aurora_version: str) -> tuple[str, ...]:
         drop |= set(SSL_MATERIAL_PROCEDURES)
     if v < (3, 4, 0):
         drop |= set(SINCE_3_04_PROCEDURES)
+    if not (v[0] == 2 and v >= SESSION_BINLOG_SINCE):
+        drop |= set(SESSION_BINLOG_PROCEDURES)
     return tuple(p for p in AURORA_PROCEDURES if p not in drop)
 
 

@@ -26,6 +26,7 @@ from runbook_lib.core.errors import (
     QueryFailed,
     RunbookError,
     UnknownHost,
+    UnsupportedServer,
 )
 from runbook_lib.mysql.dialect import Dialect, Sql, dialect_for
 from runbook_lib.mysql.identity import ServerIdentity, detect_identity
@@ -328,3 +329,28 @@ class Server:
 def connect(endpoint: Endpoint, password: str) -> Server:
     """Connect to *endpoint*; raises ConnectionFailed / UnknownHost / AuthenticationFailed / ..."""
     return Server(endpoint, password)
+
+
+ER_SP_DOES_NOT_EXIST = 1305
+
+
+def keeps_out_of_binlog(server: Server) -> bool:
+    """Whether this session can keep its statements out of the binary log, probed (off, then on
+    again) the way its server offers (:attr:`Dialect.session_binlog_way`): ``SET SESSION
+    sql_log_bin`` (refused without SESSION_VARIABLES_ADMIN or more, e.g. for Aurora 3's master user),
+    ``mysql.rds_disable_session_binlog`` (Aurora 2.12+), or nothing (older Aurora 2)."""
+    try:
+        off = server.dialect.session_binlog(False)
+    except UnsupportedServer:
+        return False                                   # known without asking
+    try:
+        server.execute(off)
+    except PrivilegeMissing:
+        return False
+    except QueryFailed as e:
+        if e.errno != ER_SP_DOES_NOT_EXIST:
+            raise
+        return False
+    server.execute(server.dialect.session_binlog(True))
+    return True
+

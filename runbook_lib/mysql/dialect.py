@@ -42,6 +42,8 @@ AUTH_PLUGINS = ("caching_sha2_password", "mysql_native_password")
 #: First Aurora version with ``mysql.rds_set_binlog_source_ssl`` (AWS, "Configuring, starting, and
 #: stopping binary log (binlog) replication": "supported for Aurora MySQL version 3.06 and higher").
 BINLOG_SOURCE_SSL_SINCE = (3, 6, 0)
+#: First Aurora MySQL version with ``mysql.rds_disable_session_binlog`` / ``rds_enable_session_binlog``.
+SESSION_BINLOG_PROCEDURES_SINCE = (2, 12, 0)
 
 #: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
 AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
@@ -223,14 +225,36 @@ class Dialect:
             raise ParameterError("gtids", "is empty: nothing to declare")
         return Sql("SET GLOBAL gtid_purged = %s", ("+" + str(wanted),))
 
+    @property
+    def session_binlog_way(self) -> str:
+        """How a session on this server keeps its own statements out of the binary log.
+
+        * ``'sql_log_bin'``: ``SET SESSION sql_log_bin``, which needs SUPER, SYSTEM_VARIABLES_ADMIN or
+          SESSION_VARIABLES_ADMIN.  Self-managed MySQL; Aurora 3 and later too, but only "if you have
+          the SESSION_VARIABLES_ADMIN privilege" (AWS "Configuring, starting, and stopping binary log
+          (binlog) replication", mysql.rds_disable_session_binlog), which Aurora's master user does not
+          hold (AWS "Master user account privileges"): probe it (:func:`runbook_lib.mysql.connection.keeps_out_of_binlog`).
+        * ``'procedure'``: ``CALL mysql.rds_disable_session_binlog`` / ``rds_enable_session_binlog``,
+          Aurora MySQL 2.12 and higher (same page).
+        * ``''``: none (Aurora 2 before 2.12: its master user has no SUPER and no procedure).
+        """
+        if self.identity.aurora_generation == 2:
+            return "procedure" if _aurora_version(self.identity) >= SESSION_BINLOG_PROCEDURES_SINCE else ""
+        return "sql_log_bin"
+
     def session_binlog(self, on: bool) -> Sql:
-        """Turn binary logging on/off for this session only (``sql_log_bin``), e.g. so that a change
-        stays on this server and does not replicate.  Needs SUPER, SYSTEM_VARIABLES_ADMIN or
-        SESSION_VARIABLES_ADMIN: Aurora's master user has none of them in either generation, so on
-        Aurora every statement of the master user is binary-logged and replicates."""
-        if self.identity.is_aurora:
-            raise UnsupportedServer(self.role, "SET SESSION sql_log_bin is not allowed on Aurora MySQL",
-                                    hint="every statement on Aurora is binary-logged: plan for it to replicate")
+        """Turn binary logging on/off for this session only, e.g. so that a change stays on this server
+        and does not replicate (see :attr:`session_binlog_way`).  On Aurora 2.12+ the procedure; on
+        Aurora 3 ``SET SESSION sql_log_bin``, which the server refuses (PrivilegeMissing) unless the
+        account holds SESSION_VARIABLES_ADMIN; on older Aurora 2 UnsupportedServer."""
+        way = self.session_binlog_way
+        if way == "procedure":
+            return Sql(f"CALL mysql.rds_{'enable' if on else 'disable'}_session_binlog")
+        if not way:
+            raise UnsupportedServer(self.role, f"Aurora MySQL {self.identity.aurora_version} cannot keep a "
+                                    "session's statements out of the binary log (mysql.rds_disable_session_binlog "
+                                    "needs Aurora MySQL 2.12 or later)",
+                                    hint="every statement on this Aurora is binary-logged: plan for it to replicate")
         return Sql(f"SET SESSION sql_log_bin = {int(bool(on))}")
 
     def kill_connection(self, thread_id: int) -> Sql:
@@ -460,6 +484,12 @@ class Dialect:
         if m["exists"]:
             return show_create
         return f"{m['head']}IF NOT EXISTS {show_create[m.end():]}"
+
+
+def _aurora_version(identity: ServerIdentity) -> tuple[int, int, int]:
+    """``'2.12.1'`` (or ``'5.7.mysql_aurora.2.12.1'``) -> ``(2, 12, 1)``; ``(0, 0, 0)`` when not Aurora."""
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?$", identity.aurora_version.strip())
+    return (int(found[1]), int(found[2]), int(found[3] or 0)) if found else (0, 0, 0)
 
 
 def _for_channel(statement: str, channel: str | None) -> Sql:

@@ -701,3 +701,28 @@ END $$
 
 
 DELIMITER ;
+
+-- mysql.rds_disable_session_binlog / mysql.rds_enable_session_binlog, Aurora MySQL 2.12 and higher
+-- (AWS "Configuring, starting, and stopping binary log (binlog) replication"): turn binary logging
+-- off / on for the calling session by setting sql_log_bin.  The installer drops them for every other
+-- Aurora version: Aurora 3 documents SET SESSION sql_log_bin for an account holding
+-- SESSION_VARIABLES_ADMIN instead, and its master user does not hold it.
+DELIMITER $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_disable_session_binlog $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_disable_session_binlog()
+  NO SQL
+  SQL SECURITY DEFINER
+BEGIN
+  SET SESSION sql_log_bin = 0;
+END $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_enable_session_binlog $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_enable_session_binlog()
+  NO SQL
+  SQL SECURITY DEFINER
+BEGIN
+  SET SESSION sql_log_bin = 1;
+END $$
+
+DELIMITER ;

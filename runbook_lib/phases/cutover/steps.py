@@ -15,9 +15,11 @@
 
 Account statements are binary-logged and replicate: a replicated ``ACCOUNT LOCK`` would lock the
 scope out of BOTH sides.  The source's administrator keeps its statement on the source with
-``SET SESSION sql_log_bin = 0``.  Aurora's master user cannot: that needs SUPER,
-SYSTEM_VARIABLES_ADMIN or SESSION_VARIABLES_ADMIN, which Aurora withholds, and no ``mysql.rds_*``
-procedure offers it.  So the binary-logged statement runs FIRST, the switch waits until the other
+``SET SESSION sql_log_bin = 0``.  Aurora offers it by version (:attr:`Dialect.session_binlog_way`,
+probed by :func:`runbook_lib.mysql.connection.keeps_out_of_binlog`): Aurora 2.12+ through
+``mysql.rds_disable_session_binlog``; Aurora 3 only to an account holding SESSION_VARIABLES_ADMIN,
+which its master user does not; older Aurora 2 not at all.  A side that cannot has its
+binary-logged statement run FIRST, the switch waits until the other
 side has executed it, and then the other side's own statement runs unlogged: the last statement is
 the final word on both sides and nothing still in flight can undo it.  In a cut-over to Aurora that
 leaves the accounts open on both sides for the moment between Aurora's unlock and the source's lock
@@ -43,9 +45,9 @@ from runbook_lib.core.errors import (
     PrivilegeMissing,
     QueryFailed,
     ReplicationError,
-    UnsupportedServer,
 )
 from runbook_lib.core.redact import Redactor
+from runbook_lib.mysql.connection import keeps_out_of_binlog
 from runbook_lib.mysql.dialect import Sql
 from runbook_lib.phases.cutover.checks import (
     SIDES,
@@ -77,20 +79,6 @@ def prepare(rb: Session, scope: str, direction: str) -> Move:
 
 
 # --- the switch ----------------------------------------------------------------------------------
-
-def keeps_out_of_binlog(server: Server) -> bool:
-    """Whether this session may turn its binary logging off (probed: off, then on again)."""
-    try:
-        off = server.dialect.session_binlog(False)
-    except UnsupportedServer:
-        return False                                   # Aurora: known without asking
-    try:
-        server.execute(off)
-    except PrivilegeMissing:
-        return False
-    server.execute(server.dialect.session_binlog(True))
-    return True
-
 
 @dataclass(frozen=True)
 class Action:
@@ -152,7 +140,7 @@ def account_copy(server: Server, account: Account) -> tuple[list[Sql], str]:
 
 
 def _steps(act: Action, where: str, sessions: Sequence[ScopeSession], timeout: float,
-           copies: Mapping[Account, str]) -> list[Step]:
+           copies: Mapping[Account, str], off_on: tuple[str, str] = ("", "")) -> list[Step]:
     if act.kind == "wait":
         return [Step(where, f"wait until {act.role} has executed {act.wait_for}'s statements",
                      f"WAIT_FOR_EXECUTED_GTID_SET({act.wait_for}'s gtid_executed, up to {timeout:g} s)",
@@ -170,7 +158,7 @@ def _steps(act: Action, where: str, sessions: Sequence[ScopeSession], timeout: f
             sql, what = str(a.statement(act.kind == "lock")), f"{act.kind} {a}"
             undo = str(a.statement(act.kind != "lock"))
         detail = (f"{sql}  -- binary-logged: replicates to {OTHER[act.role]}" if act.logged
-                  else f"SET SESSION sql_log_bin = 0; {sql}; SET SESSION sql_log_bin = 1")
+                  else f"{off_on[0]}; {sql}; {off_on[1]}")
         out.append(Step(where, what, detail, True, undo))
     return out
 
@@ -260,8 +248,11 @@ def plan_switch(rb: Session, move: Move, *, timeout: float = 60.0) -> Switch:
                                "change replicates and the scope ends up locked or open on both sides)")
     copies = {a: account_copy(srv[act.wait_for], a)[1] for act in actions if act.kind == "create"
               for a in act.accounts}
+    off_on = {r: (str(s.dialect.session_binlog(False)), str(s.dialect.session_binlog(True)))
+              for r, s in srv.items() if quiet[r]}
     steps = [step for a in actions
-             for step in _steps(a, f"{a.role} {srv[a.role].endpoint.address}", sessions, timeout, copies)]
+             for step in _steps(a, f"{a.role} {srv[a.role].endpoint.address}", sessions, timeout, copies,
+                                off_on.get(a.role, ("", "")))]
     logged = sorted({a.role for a in actions if a.logged})
     notes = (f"{' and '.join(logged)} cannot keep statements out of its binary log: its statement runs first "
              "and replicates; after the wait the other side's unlogged statement sets the final state."

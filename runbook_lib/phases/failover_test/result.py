@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 RATE_MARGIN = 0.95   # a writer that achieved less than this share of its target rate fell behind
+SETTLED_LAG_S = 1.0  # each direction's heartbeat lag must be back under this when the test ends
 ERROR_COLUMNS = ["t (s)", "who", "kind", "errno", "during", "detail"]
 
 
@@ -122,6 +123,16 @@ class FailoverResult:
     channels: tuple[str, ...] = ()       # when it did not converge: what each direction's channel reported
 
     @property
+    def final_lag(self) -> dict[str, float | None]:
+        """Each heartbeat direction's last measured lag (s), once the writers had stopped and both
+        sides had caught up: replication is back to normal when it is under :data:`SETTLED_LAG_S`."""
+        out: dict[str, float | None] = {}
+        for point in sorted(self.lag, key=lambda p: p.t):
+            if "→" in point.series:
+                out[point.series] = point.seconds
+        return out
+
+    @property
     def offsets_apart(self) -> bool:
         """Both writers' ids fall in different residues of the same increment, and none strayed."""
         values = list(self.auto_increment.values())
@@ -144,6 +155,9 @@ class FailoverResult:
             out.append(f"both directions had not caught up {self.settings.converge_timeout_seconds:g} s "
                        "after the writers stopped" + (f"; the channels report: {'; '.join(self.channels)}"
                                                      if self.channels else ""))
+        out += [f"the heartbeat lag of {d} was {'unknown' if v is None else f'{v:.2f} s'} at the end "
+                f"(not under {SETTLED_LAG_S:g} s)" for d, v in self.final_lag.items()
+                if v is None or v >= SETTLED_LAG_S]
         if self.writer_after != self.target:
             out.append(f"the cluster's writer is {self.writer_after or 'none'}, not the target {self.target}")
         if not self.offsets_apart:
@@ -212,6 +226,10 @@ class FailoverResult:
                         "pass" if self.recovered_at is not None else "fail"),
             CheckResult("seconds until both directions caught up", "", _sec(self.convergence_seconds),
                         "pass" if self.converged_at is not None else "fail"),
+            *(CheckResult(f"heartbeat lag {d} at the end (under {SETTLED_LAG_S:g} s)", "", _sec(v),
+                          "pass" if v is not None and v < SETTLED_LAG_S else "fail",
+                          "replication has not settled: see the replica status of that direction")
+              for d, v in self.final_lag.items()),
         ]
         return checks_frame(rows)
 

@@ -356,7 +356,9 @@ def _conclude(rb: Session, m: _Measured) -> FailoverResult:
 
 
 def _cloudwatch_lag(rb: Session, started: datetime, end: float) -> list[LagPoint]:
-    """CloudWatch's AuroraBinlogReplicaLag of the cluster over the test (-1, not replicating: a gap).
+    """CloudWatch's AuroraBinlogReplicaLag of the cluster's WRITER role over the test (-1, not
+    replicating: a gap): the series that follows the writer through the failover (AWS "Amazon
+    CloudWatch metrics for Amazon Aurora").
 
     Real AWS keeps it per minute; the lab's endpoint publishes it every second."""
     from runbook_lib.aws.calls import aws_call
@@ -364,7 +366,8 @@ def _cloudwatch_lag(rb: Session, started: datetime, end: float) -> list[LagPoint
         answer = aws_call(rb.aws("cloudwatch"), "get_metric_statistics", Namespace="AWS/RDS",
                           MetricName="AuroraBinlogReplicaLag", StartTime=started - timedelta(seconds=2),
                           EndTime=started + timedelta(seconds=end + 2), Statistics=["Maximum"],
-                          Dimensions=[{"Name": "DBClusterIdentifier", "Value": rb.params.aurora_cluster_id}],
+                          Dimensions=[{"Name": "DBClusterIdentifier", "Value": rb.params.aurora_cluster_id},
+                                      {"Name": "Role", "Value": "WRITER"}],
                           Period=1 if rb.params.aws_endpoint_url else 60)
     except AwsError as e:   # an optional series: the test's own measurements stand without it
         print(f"note: AuroraBinlogReplicaLag not read from CloudWatch ({e.message}); the plot shows the "

@@ -13,9 +13,11 @@ calls a missing function fails every write to its table (in the lab: each INSERT
 Why on the source: from MySQL 8.0.29 ``CREATE FUNCTION|PROCEDURE IF NOT EXISTS`` is binary-logged in
 full even when the routine exists (a note, 1304).  The source keeps its routine, the statement
 replicates, Aurora creates the routine under the source's GTID, which never comes back.  A CREATE on
-Aurora would replicate too (Aurora's master user cannot turn ``sql_log_bin`` off, see
-:mod:`runbook_lib.phases.cutover.steps`): the source would fail on it with error 1304 and stop replicating from
-Aurora.  Before 8.0.29: UnsupportedServer with what to do by hand.  A definer that is no account on
+Aurora would replicate too (Aurora 3's master user cannot turn ``sql_log_bin`` off): the source would
+fail on it with error 1304 and stop replicating from Aurora.  Before 8.0.29 on either side (a MySQL 5.7
+source, Aurora 2): on Aurora with its binary logging off where the session can (Aurora 2.12+:
+``rds_disable_session_binlog``, :func:`runbook_lib.mysql.connection.keeps_out_of_binlog`), else
+UnsupportedServer with what to do by hand.  A definer that is no account on
 Aurora (accounts are not migrated either) makes calls fail with error 1449: a warning here.  Events
 are listed, not handled.
 """
@@ -34,6 +36,7 @@ from runbook_lib.checks.channels import executed_gtids, require_running, wait_un
 from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult, checks_frame, raise_if_failed, show_checks
 from runbook_lib.core.errors import NotApplied, NotCaughtUp, PrivilegeMissing, UnsupportedServer
+from runbook_lib.mysql.connection import keeps_out_of_binlog
 from runbook_lib.mysql.dialect import ROUTINES_BY_HAND, Sql, q
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,6 +71,11 @@ WHY_ON_THE_SOURCE = (
     "binary-logged, so it replicates and Aurora creates the routine under the source's GTID. Aurora's master "
     "user cannot keep a statement out of its binary log: a CREATE on Aurora would reach the source, fail there "
     "with error 1304 and stop the source's replication from Aurora.")
+WHY_ON_AURORA = (
+    "Created on Aurora with its binary logging off for this session: one side has no CREATE ... IF NOT EXISTS "
+    "(MySQL 8.0.29+), so the source, which has the routine, cannot run a CREATE that replicates (a plain one "
+    "fails there with 1304), and a binary-logged CREATE on Aurora would reach the source, fail there with 1304 "
+    "and stop its replication from Aurora. Unlogged on Aurora it replicates nowhere.")
 EVENTS_ADVICE = ("events are not handled by this step: create them on Aurora if needed and keep each enabled "
                  "on one side only, or it runs twice")
 
@@ -191,6 +199,7 @@ class Definition:
     sql_mode: str
     character_set_client: str
     collation_connection: str
+    where: str = "source"        # 'aurora': created there with its binary logging off (see _definitions)
 
     def session(self) -> Sql:
         return Sql("SET SESSION sql_mode = %s, character_set_client = %s, collation_connection = %s",
@@ -221,17 +230,26 @@ def show_create(srv: Server, r: Routine) -> dict[str, Any]:
 
 
 def _definitions(rb: Session, missing: tuple[Routine, ...]) -> tuple[Definition, ...]:
+    """Where and how each missing routine is created: on the source with IF NOT EXISTS (replicates;
+    no privilege needed) when both sides know it (8.0.29+); else on Aurora, unlogged, when this session
+    can keep its statements out of Aurora's binary log (Aurora 2.12+: rds_disable_session_binlog, e.g.
+    a MySQL 5.7 source); else UnsupportedServer with what to do by hand."""
     src, aur = rb.source(), rb.aurora()
     too_old = [d for d in (src.dialect, aur.dialect) if not d.creates_routines_if_not_exists]
-    if missing and too_old:
+    on_aurora = bool(missing and too_old) and keeps_out_of_binlog(aur)
+    if missing and too_old and not on_aurora:
         raise UnsupportedServer(too_old[0].role, f"Aurora lacks {', '.join(r.label for r in missing)}, and "
                                 f"{too_old[0].identity.describe()} has no CREATE FUNCTION/PROCEDURE IF NOT "
-                                "EXISTS (MySQL 8.0.29+): nothing was planned", hint=ROUTINES_BY_HAND)
+                                "EXISTS (MySQL 8.0.29+), and Aurora cannot keep this session's statements out "
+                                "of its binary log: nothing was planned", hint=ROUTINES_BY_HAND)
     out = []
     for r in missing:
         found = show_create(src, r)
-        statement = src.dialect.create_routine_if_not_exists(found.pop("statement"), replica=aur.dialect)
-        out.append(Definition(r, statement, **found))
+        if on_aurora:
+            out.append(Definition(r, found.pop("statement"), **found, where="aurora"))
+        else:
+            statement = src.dialect.create_routine_if_not_exists(found.pop("statement"), replica=aur.dialect)
+            out.append(Definition(r, statement, **found))
         out[-1].encoded()                                # refuses an unknown character set now, not later
     return tuple(out)
 
@@ -257,14 +275,18 @@ class RoutinesChange:
         fresh = self.replan() if self.replan else self
         self.plan.require_unchanged(fresh.plan)
         p, rows = self.rb.params, []
+        on_aurora = [d for d in fresh.definitions if d.where == "aurora"]
+        if on_aurora:
+            with connect(p.aurora_endpoint(), self.rb.secret("aurora_admin_password")) as aur:
+                aur.execute(aur.dialect.session_binlog(False))
+                try:
+                    rows += [("aurora", f"create {d.routine.label}, not binary-logged", _create(aur, d))
+                             for d in on_aurora]
+                finally:
+                    aur.execute(aur.dialect.session_binlog(True))
         with connect(p.source_endpoint(), self.rb.secret("source_admin_password")) as src:
-            for d in fresh.definitions:
-                src.execute(f"USE {q(d.routine.schema)}")
-                src.execute(d.session())
-                src.execute(d.encoded())
-                notes = "; ".join(f"{w['Level']} {w['Code']}: {w['Message']}" for w in src.query("SHOW WARNINGS"))
-                rows.append(("source", f"create {d.routine.label} if not exists",
-                             "done" + (f" ({notes})" if notes else "")))
+            rows += [("source", f"create {d.routine.label} if not exists", _create(src, d))
+                     for d in fresh.definitions if d.where == "source"]
             target = executed_gtids(src)
         seconds = _wait(self.rb, target, self.timeout)
         have = {r.key for r in _routines(self.rb.aurora())}
@@ -272,6 +294,15 @@ class RoutinesChange:
         rows.append(("aurora", "wait for replication", (f"caught up after {seconds:.1f} s; {len(arrived)} of "
                                                          f"{len(fresh.definitions)} routine(s) present")))
         return pd.DataFrame([(n, *r) for n, r in enumerate(rows, 1)], columns=["#", "target", "action", "result"])
+
+
+def _create(srv: Server, d: Definition) -> str:
+    """Run one definition in its schema with its session values; 'done' and the server's notes."""
+    srv.execute(f"USE {q(d.routine.schema)}")
+    srv.execute(d.session())
+    srv.execute(d.encoded())
+    notes = "; ".join(f"{w['Level']} {w['Code']}: {w['Message']}" for w in srv.query("SHOW WARNINGS"))
+    return "done" + (f" ({notes})" if notes else "")
 
 
 def _wait(rb: Session, target: Any, timeout: float) -> float:
@@ -296,11 +327,14 @@ def plan_routines(rb: Session, timeout: float = 300.0) -> RoutinesChange:
     inv = read_inventory(rb)
     definitions = _definitions(rb, inv.missing)
     steps = [Step("source", f"create {d.routine.label} if not exists (replicates to Aurora)", d.shown(),
-                  undo="a DROP on either side replicates and drops both copies") for d in definitions]
-    if steps:
+                  undo="a DROP on either side replicates and drops both copies") if d.where == "source" else
+             Step("aurora", f"create {d.routine.label}, not binary-logged (stays on Aurora)",
+                  f"{rb.aurora().dialect.session_binlog(False)}; {d.shown()}; {rb.aurora().dialect.session_binlog(True)}",
+                  undo=f"the same DROP {d.routine.kind} on Aurora, not binary-logged") for d in definitions]
+    if any(d.where == "source" for d in definitions):
         steps.append(Step("aurora", "wait for replication", f"until Aurora has executed the source's "
                           f"gtid_executed (at most {timeout:g} s)", reversible=True, undo="—"))
-    notes = [WHY_ON_THE_SOURCE]
+    notes = [WHY_ON_THE_SOURCE if all(d.where == "source" for d in definitions) else WHY_ON_AURORA]
     lacking = sorted({d.routine.definer for d in definitions if inv.definer_missing(d.routine)})
     if lacking:
         notes.append(f"Definers without an account on Aurora: {', '.join(lacking)}. The routines are created "

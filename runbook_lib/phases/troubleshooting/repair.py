@@ -11,8 +11,11 @@
 3. :func:`plan_row_repairs` makes the rows that differ equal, keeping one side's version:
 
    * rows to change on the **source**: written there with ``sql_log_bin=0``, so nothing replicates;
-   * rows to change on **Aurora**: its master user cannot keep a statement out of the binary log, and
-     anything written there replicates back to the source, where an INSERT of a row the source has (or a
+   * rows to change on **Aurora**, where this session can keep its statements out of the binary log
+     (Aurora 2.12+: ``rds_disable_session_binlog``; Aurora 3: only an account with SESSION_VARIABLES_ADMIN,
+     see :func:`runbook_lib.mysql.connection.keeps_out_of_binlog`): written there unlogged, as on the source;
+   * otherwise (Aurora 3's master user, Aurora 2 before 2.12) anything written on Aurora replicates back
+     to the source, where an INSERT of a row the source has (or a
      DELETE of one it lacks) would stop the source's channel.  So Aurora is never written directly:
      on the source, Aurora's version of the rows is put in place unlogged, then the source's own version
      is written back *logged*.  The source ends as it was; the logged row events replicate to Aurora and
@@ -37,6 +40,7 @@ from runbook_lib.checks.consistency.comparison import Comparison
 from runbook_lib.core.approval import Outcome, Plan, Step
 from runbook_lib.core.display import show_table
 from runbook_lib.core.errors import CheckFailed, NotApplied, ParameterError, QueryFailed, RunbookError
+from runbook_lib.mysql.connection import keeps_out_of_binlog
 from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import side_by_side
@@ -68,7 +72,7 @@ class _Act:
     step: Step
     role: str
     sqls: tuple[Sql, ...] = ()
-    kind: str = "sql"        # 'sql' | 'aurora_start' | 'unlogged' (source, sql_log_bin=0) | 'logged_tx'
+    kind: str = "sql"        # 'sql' | 'aurora_start' | 'unlogged' (binary logging off) | 'logged_tx'
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _run(rb: Session, act: _Act) -> str:
 
 
 def _transaction(srv: Server, sqls: Sequence[Sql], *, logged: bool) -> str:
-    """One transaction on the source; with ``logged=False`` kept out of the binary log."""
+    """One transaction on ``srv``; with ``logged=False`` kept out of its binary log."""
     d = srv.dialect
     if not logged:
         srv.execute(d.session_binlog(False))
@@ -307,6 +311,7 @@ def plan_row_repairs(rb: Session, diagnosis: Diagnosis, comparison: Comparison |
         print(f"fix={fix!r}: rows are not repaired here; the verification below shows what differs.")
         return []
     src, aur = rb.source(), rb.aurora()
+    aurora_quiet = keeps_out_of_binlog(aur)      # Aurora's rows can then be changed there, unlogged
     shapes = consistency.read_shapes(src, comparison.schemas)
     per_side: dict[str, list[tuple[str, list[Sql], list[Sql], int]]] = {"source": [], "aurora": []}
     for result in comparison.tables:
@@ -325,6 +330,8 @@ def plan_row_repairs(rb: Session, diagnosis: Diagnosis, comparison: Comparison |
         wrong = "aurora" if right == "source" else "source"
         if wrong == "source":
             per_side["source"].append((result.table, row_statements(shape, rows_s, rows_a), [], len(rows_a)))
+        elif aurora_quiet:
+            per_side["aurora"].append((result.table, row_statements(shape, rows_a, rows_s), None, len(rows_s)))
         else:
             per_side["aurora"].append((result.table, row_statements(shape, rows_s, rows_a),
                                        row_statements(shape, rows_a, rows_s), len(rows_s)))
@@ -341,13 +348,20 @@ def _repair_fix(rb: Session, wrong: str, items: list, keep: str, wait_timeout: f
         if wrong == "source":
             acts.append(_act("source", first, f"{table}: make {n} row(s) Aurora's version, not binary-logged",
                              kind="unlogged"))
+        elif second is None:            # Aurora keeps this session's statements out of its binary log
+            acts.append(_act("aurora", first, f"{table}: make {n} row(s) the source's version, not "
+                             "binary-logged", kind="unlogged"))
         else:
             acts += [_act("source", first, f"{table}: put Aurora's current rows in place on the source, not "
                           "binary-logged", kind="unlogged"),
                      _act("source", second, f"{table}: write the source's {n} row(s) back, binary-logged: "
                           "replicates to Aurora", kind="logged_tx")]
+    direct = all(second is None for _, _, second, _ in items) and wrong == "aurora"
     notes = (f"Kept: {right}'s version ({'keep=' + keep}). " + (
         "The source is changed with sql_log_bin=0: nothing replicates to Aurora." if wrong == "source" else
+        "Aurora is changed directly, its binary logging off for this session (Aurora 2.12+: "
+        "rds_disable_session_binlog; Aurora 3: an account with SESSION_VARIABLES_ADMIN): nothing replicates "
+        "to the source." if direct else
         "Aurora is not written directly (its writes replicate and could stop the source's channel): the source "
         "briefly holds Aurora's rows, then writes its own back logged; those row events make Aurora's rows the "
         "source's.") + " Triggers fire on the source for its INSERTs; applications should leave these rows "
@@ -356,7 +370,7 @@ def _repair_fix(rb: Session, wrong: str, items: list, keep: str, wait_timeout: f
 
     def fresh() -> Fix:
         return next((f for f in replan() if f.plan.step_id == plan.step_id), Fix(Plan(plan.step_id, plan.title)))
-    return Fix(plan, tuple(acts), fresh, rb, wait_timeout if wrong == "aurora" else 0.0)
+    return Fix(plan, tuple(acts), fresh, rb, wait_timeout if wrong == "aurora" and not direct else 0.0)
 
 
 # --- 4. verification ------------------------------------------------------------------------------

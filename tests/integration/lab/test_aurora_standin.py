@@ -21,7 +21,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from runbook_lib.core.errors import LabError
+from runbook_lib.core.errors import LabError, PrivilegeMissing, QueryFailed
+from runbook_lib.mysql.connection import Endpoint, connect, keeps_out_of_binlog
 from runbook_lib.lab.aurora_standin import (
     AURORA3_ONLY_PROCEDURES,
     FORBIDDEN_PRIVILEGES,
@@ -420,3 +421,39 @@ def test_second_install_updates_password_and_aurora2_names(pair):
         install_aurora_standin(c, aurora_version="3.08.0", admin_password=ADMIN_PASSWORD)
         assert standin_installed(c)
     login(ADMIN_PASSWORD).close()
+
+
+@pytest.mark.parametrize("version, way", [("2.12.1", "procedure"), ("2.11.5", ""), ("3.08.0", "refused")])
+def test_session_binlog_as_each_aurora_version_offers_it(pair, version, way):
+    """AWS "Configuring, starting, and stopping binary log (binlog) replication": Aurora 2.12+ has
+    mysql.rds_disable_session_binlog / rds_enable_session_binlog; Aurora 3 allows SET SESSION
+    sql_log_bin only with SESSION_VARIABLES_ADMIN, which its master user lacks; older Aurora 2: nothing."""
+    _, aurora = pair
+    with closing(aurora.root()) as c:
+        install_aurora_standin(c, aurora_version=version, admin_password=ADMIN_PASSWORD)
+    try:
+        endpoint = Endpoint("aurora", "127.0.0.1", aurora.port, "admin")
+        with connect(endpoint, ADMIN_PASSWORD) as srv:
+            assert keeps_out_of_binlog(srv) is (way == "procedure")
+            assert srv.scalar("SELECT @@SESSION.sql_log_bin") == 1
+            srv.execute("CREATE DATABASE IF NOT EXISTS standin_binlog")
+            srv.execute("CREATE TABLE IF NOT EXISTS standin_binlog.t (id INT PRIMARY KEY)")
+            srv.execute("DELETE FROM standin_binlog.t")
+            position = srv.query_one("SHOW BINARY LOG STATUS")["Position"]
+            if way == "procedure":
+                srv.execute("CALL mysql.rds_disable_session_binlog")
+                srv.execute("INSERT INTO standin_binlog.t VALUES (1)")
+                assert srv.query_one("SHOW BINARY LOG STATUS")["Position"] == position   # not logged
+                srv.execute("CALL mysql.rds_enable_session_binlog")
+                srv.execute("INSERT INTO standin_binlog.t VALUES (2)")
+                assert srv.query_one("SHOW BINARY LOG STATUS")["Position"] > position
+            else:
+                with pytest.raises(QueryFailed) as missing:
+                    srv.execute("CALL mysql.rds_disable_session_binlog")
+                assert missing.value.errno == 1305                                         # not this version
+            if way == "refused":
+                with pytest.raises(PrivilegeMissing):                                      # no SESSION_VARIABLES_ADMIN
+                    srv.execute("SET SESSION sql_log_bin = 0")
+    finally:
+        with closing(aurora.root()) as c:
+            install_aurora_standin(c, aurora_version="3.08.0", admin_password=ADMIN_PASSWORD)

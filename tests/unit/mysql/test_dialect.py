@@ -359,10 +359,28 @@ def test_session_binlog_and_kill() -> None:
                                dialect_for(identity("5.7.12", "2.12.1")))
     assert str(mysql.session_binlog(False)) == "SET SESSION sql_log_bin = 0"
     assert str(mysql.session_binlog(True)) == "SET SESSION sql_log_bin = 1"
-    with pytest.raises(UnsupportedServer, match="sql_log_bin is not allowed on Aurora"):
-        aurora3.session_binlog(False)
     assert str(mysql.kill_connection(42)) == "KILL CONNECTION 42"
     assert str(aurora3.kill_connection(42)) == "KILL CONNECTION 42"
     assert str(aurora2.kill_connection(42)) == "CALL mysql.rds_kill(42)"
     with pytest.raises(ParameterError):
         mysql.kill_connection(0)
+
+
+@pytest.mark.parametrize("version, aurora, way, off, on", [
+    ("9.7.4", "", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
+    ("5.7.44", "", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
+    # Aurora 3: only with SESSION_VARIABLES_ADMIN (the server says no to the master user: probed)
+    ("8.0.39", "3.08.0", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
+    # Aurora 2.12+: the documented procedures
+    ("5.7.40", "2.12.0", "procedure", "CALL mysql.rds_disable_session_binlog", "CALL mysql.rds_enable_session_binlog"),
+    ("5.7.40", "2.12.1", "procedure", "CALL mysql.rds_disable_session_binlog", "CALL mysql.rds_enable_session_binlog"),
+    ("5.7.12", "2.11.5", "", None, None),             # before 2.12: no way at all
+])
+def test_session_binlog_per_version(version: str, aurora: str, way: str, off: str | None, on: str | None) -> None:
+    d = dialect_for(identity(version, aurora))
+    assert d.session_binlog_way == way
+    if off is None:
+        with pytest.raises(UnsupportedServer, match="needs Aurora MySQL 2.12 or later"):
+            d.session_binlog(False)
+    else:
+        assert (str(d.session_binlog(False)), str(d.session_binlog(True))) == (off, on)

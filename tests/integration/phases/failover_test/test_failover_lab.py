@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_lib.checks import heartbeat
+from runbook_lib.checks import heartbeat, splitbrain
 from runbook_lib.context import session
 from runbook_lib.core.display import CheckResult
 from runbook_lib.core.errors import CheckFailed
@@ -94,7 +94,13 @@ def test_without_approval_nothing_is_written_and_no_failover_happens(flab):
 
 
 @pytest.fixture(scope="module")
-def ran(flab):
+def before(flab) -> dict:
+    """Aurora's server_id and server_uuid before the test's failover."""
+    return query(flab[1]["aurora"], "SELECT @@server_id AS id, @@server_uuid AS uuid")[0]
+
+
+@pytest.fixture(scope="module")
+def ran(flab, before):
     with session.open_session(flab[2], ["failover_test"], quiet=True) as rb:
         test = failover.plan_test(rb, FAST, failover.readiness(rb))
         outcome = rb.gate.apply(test.plan, test.apply)
@@ -121,6 +127,18 @@ def test_the_failover_converges_with_nothing_lost_at_5000_rows_per_second(flab, 
     series = {p.series for p in r.lag} - {failover.CLOUDWATCH_SERIES}
     assert len(series) == 2 and all("aurora" in name for name in series), series    # both directions
     assert {c.writer for c in r.cluster} == {WRITER, READER}
+    assert len(r.final_lag) == 2 and all(v is not None and v < 1.0 for v in r.final_lag.values()), r.final_lag
+
+
+def test_the_new_writer_is_another_instance_and_both_uuids_read_as_aurora(flab, ran, before):
+    after = query(flab[1]["aurora"], "SELECT @@server_id AS id, @@server_uuid AS uuid")[0]
+    assert after["id"] != before["id"] and after["uuid"] != before["uuid"]
+    with session.open_session(flab[2], [], quiet=True) as rb:
+        origins = splitbrain.origins_of(rb.source(), rb.aurora())
+        assert {before["uuid"], after["uuid"]} <= origins.aurora
+        assert rb.source().identity.server_uuid in origins.source
+        series = heartbeat.replica_lag_metric(rb, minutes=2, period_s=1)
+    assert series.dimension == heartbeat.WRITER_ROLE and series.points[-1][1] >= 0     # the new writer's
 
 
 def test_every_acknowledged_row_is_on_both_sides_with_its_sides_ids(flab, ran):

@@ -205,6 +205,9 @@ def test_summary_has_the_run_summary_keys():
     ({"auto_increment": {"source": (2, 1), "aurora": (2, 1)}}, "auto-increment: 0 rows"),
     ({"misplaced_ids": 4}, "auto-increment: 4 rows with an id of the other side's offset"),
     ({"batches": (fl.Batch("aurora", 1, 10, 0.0, None),)}, "the aurora writer's batch 1-10 was never"),
+    ({"lag": (LagPoint(1.0, "aurora → source", 0.01), LagPoint(20.0, "aurora → source", 14.2))},
+     "the heartbeat lag of aurora → source was 14.20 s at the end (not under 1 s)"),
+    ({"lag": (LagPoint(20.0, "source → aurora", None),)}, "the heartbeat lag of source → aurora was unknown"),
 ])
 def test_each_problem_fails_the_verdict(changes, problem):
     r = result(**changes)
