@@ -197,10 +197,14 @@ def verify(rb: Session, backup: Backup | None, cluster: Cluster | None = None) -
     for instance in _instances(p):
         want = instance == p.aurora_writer_instance
         have = members[instance][1] if instance in members else None
+        # aurora_writer_instance is the writer at creation; a failover (phase 7, or Aurora's own) makes
+        # another member the writer, and the runbook follows DescribeDBClusters' writer from then on.
         out.append(CheckResult(f"{instance}: member", "writer" if want else "reader",
                                "missing" if have is None else ("writer" if have else "reader"),
-                               "pass" if have is want else "fail", "" if have is want else
-                               "approve step 'restore' to create it" if have is None else "fail over to the writer"))
+                               "pass" if have is want else "fail" if have is None else "info",
+                               "" if have is want else "approve step 'restore' to create it" if have is None else
+                               "a failover moved the writer role: nothing to do, the runbook follows the "
+                               "cluster's writer"))
     aurora = rb.aurora()
     out.append(CheckResult("connect as admin", p.aurora_admin_user, aurora.identity.describe(), "pass"))
     v = aurora.variables("gtid_mode", "log_bin", "gtid_executed")
