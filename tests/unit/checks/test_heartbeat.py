@@ -90,3 +90,15 @@ def test_a_window_is_bounded(seconds) -> None:
     with pytest.raises(ParameterError):
         monitor.start(seconds)
     assert not monitor.running
+
+
+def test_metric_series_label_names_the_writer_role_series() -> None:
+    assert hb.MetricSeries("AuroraBinlogReplicaLag", hb.WRITER_ROLE, "c1", 60, ()).label == \
+        "DBClusterIdentifier=c1, Role=WRITER"
+    assert hb.MetricSeries("AuroraBinlogReplicaLag", "DBInstanceIdentifier", "db-2", 60, ()).label == \
+        "DBInstanceIdentifier=db-2"
+
+
+def test_the_heartbeat_is_keyed_by_side_not_server_id() -> None:
+    assert "side VARCHAR(16) NOT NULL PRIMARY KEY" in hb.TABLE_DDL
+    assert "WHERE side = %s" in hb.READ_SQL and hb.WRITE_SQL.count("%s") == 3
