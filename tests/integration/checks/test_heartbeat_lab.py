@@ -41,6 +41,7 @@ def connections(two_way) -> int:
 def test_without_the_table_nothing_runs_then_it_is_planned_and_created(two_way, rb) -> None:
     with two_way.server("onprem") as s:                 # the first layout, keyed by server_id
         s.execute("DROP TABLE IF EXISTS runbook.heartbeat")
+        s.execute(heartbeat.SCHEMA_DDL)
         s.execute("CREATE TABLE runbook.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, "
                   "label VARCHAR(64) NOT NULL, ts DATETIME(6) NOT NULL, seq BIGINT UNSIGNED NOT NULL)")
     two_way.wait_caught_up()
