@@ -189,7 +189,8 @@ def plan_test(rb: Session, settings: Settings, ready: list[CheckResult]) -> Test
                   undo=f"fail over again with target {writer!r} to make it the writer again"),
              Step("both sides", "wait for convergence and compare", compare, reversible=True,
                   undo="— (reads only)"))
-    notes = (f"Aurora ({writer}) restarts: its clients see refused connections, then read-only errors, for "
+    notes = (f"Aurora's writer {writer} goes away and {target} becomes the writer (another DB instance: its own "
+             "server_id and server_uuid): Aurora's clients see refused connections, then read-only errors, for "
              "seconds. Run it while no application depends on Aurora. Replication resumes by itself.")
     return TestStep(Plan(STEP, "failover test", steps, notes), s, rb)
 

@@ -37,7 +37,7 @@ from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult, checks_frame, raise_if_failed, show_checks
 from runbook_lib.core.errors import NotApplied, NotCaughtUp, PrivilegeMissing, UnsupportedServer
 from runbook_lib.mysql.connection import keeps_out_of_binlog
-from runbook_lib.mysql.dialect import ROUTINES_BY_HAND, Sql, q
+from runbook_lib.mysql.dialect import ROUTINES_BY_HAND, Dialect, Sql, q
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server
 
 __all__ = ["COMPARED", "Definition", "Event", "Inventory", "Routine", "RoutinesChange", "figures",
-           "plan_routines", "read_inventory", "show_create", "verify"]
+           "plan_routines", "read_inventory", "show_create", "verify", "where_to_create"]
 
 STEP = "routines"
 _NOT_SYSTEM = "NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema')"
@@ -229,6 +229,16 @@ def show_create(srv: Server, r: Routine) -> dict[str, Any]:
             **{k: row[k] for k in ("sql_mode", "character_set_client", "collation_connection")}}
 
 
+def where_to_create(source: Dialect, aurora: Dialect, aurora_unlogged: bool) -> str:
+    """Where missing routines are created (pure): 'source' when both sides know CREATE ... IF NOT
+    EXISTS (8.0.29+); else 'aurora' when this session can keep its statements out of Aurora's binary
+    log (``aurora_unlogged``: Aurora 2.12+'s procedure, or SESSION_VARIABLES_ADMIN on Aurora 3); else ''
+    (by hand)."""
+    if source.creates_routines_if_not_exists and aurora.creates_routines_if_not_exists:
+        return "source"
+    return "aurora" if aurora_unlogged else ""
+
+
 def _definitions(rb: Session, missing: tuple[Routine, ...]) -> tuple[Definition, ...]:
     """Where and how each missing routine is created: on the source with IF NOT EXISTS (replicates;
     no privilege needed) when both sides know it (8.0.29+); else on Aurora, unlogged, when this session
@@ -236,8 +246,9 @@ def _definitions(rb: Session, missing: tuple[Routine, ...]) -> tuple[Definition,
     a MySQL 5.7 source); else UnsupportedServer with what to do by hand."""
     src, aur = rb.source(), rb.aurora()
     too_old = [d for d in (src.dialect, aur.dialect) if not d.creates_routines_if_not_exists]
-    on_aurora = bool(missing and too_old) and keeps_out_of_binlog(aur)
-    if missing and too_old and not on_aurora:
+    where = where_to_create(src.dialect, aur.dialect, bool(missing and too_old) and keeps_out_of_binlog(aur))
+    on_aurora = where == "aurora"
+    if missing and not where:
         raise UnsupportedServer(too_old[0].role, f"Aurora lacks {', '.join(r.label for r in missing)}, and "
                                 f"{too_old[0].identity.describe()} has no CREATE FUNCTION/PROCEDURE IF NOT "
                                 "EXISTS (MySQL 8.0.29+), and Aurora cannot keep this session's statements out "
