@@ -239,7 +239,7 @@ class Dialect:
         * ``''``: none (Aurora 2 before 2.12: its master user has no SUPER and no procedure).
         """
         if self.identity.aurora_generation == 2:
-            return "procedure" if _aurora_version(self.identity) >= SESSION_BINLOG_PROCEDURES_SINCE else ""
+            return "procedure" if _version_tuple(self.identity.aurora_version) >= SESSION_BINLOG_PROCEDURES_SINCE else ""
         return "sql_log_bin"
 
     def session_binlog(self, on: bool) -> Sql:
@@ -484,12 +484,6 @@ class Dialect:
         if m["exists"]:
             return show_create
         return f"{m['head']}IF NOT EXISTS {show_create[m.end():]}"
-
-
-def _aurora_version(identity: ServerIdentity) -> tuple[int, int, int]:
-    """``'2.12.1'`` (or ``'5.7.mysql_aurora.2.12.1'``) -> ``(2, 12, 1)``; ``(0, 0, 0)`` when not Aurora."""
-    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?$", identity.aurora_version.strip())
-    return (int(found[1]), int(found[2]), int(found[3] or 0)) if found else (0, 0, 0)
 
 
 def _for_channel(statement: str, channel: str | None) -> Sql:
