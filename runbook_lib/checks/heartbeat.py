@@ -66,7 +66,7 @@ STEP = "replication"
 # --- the heartbeat table: plan, apply, check ----------------------------------------------------
 
 def table_state(server: Server) -> tuple[bool, bool]:
-    """(schema runbook exists, table runbook.heartbeat exists, keyed by side) on ``server``."""
+    """(schema runbook exists, table runbook.heartbeat exists in its layout keyed by side) on ``server``."""
     row = server.query_one(_EXISTS_SQL)
     return row is not None, bool(row and row["t"] and row["k"])
 
@@ -84,7 +84,7 @@ def table_plan(rb: Session) -> Plan:
     steps = [] if has_schema else [Step(where, "create schema", SCHEMA_DDL, True, "DROP DATABASE runbook")]
     if not has_table and _old_layout(rb.source()):
         steps.append(Step(where, "drop the heartbeat table keyed by server_id (a failover changes Aurora's)",
-                          OLD_TABLE_DROP, True, "— (it holds only the latest heartbeat of each side)"))
+                          OLD_TABLE_DROP, False, "none needed: it held only each side's latest heartbeat"))
     if not has_table:
         steps.append(Step(where, "create table", TABLE_DDL, True, "DROP TABLE runbook.heartbeat"))
     return Plan(STEP, "heartbeat table for lag measurement", steps,

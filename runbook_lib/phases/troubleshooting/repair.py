@@ -313,7 +313,7 @@ def plan_row_repairs(rb: Session, diagnosis: Diagnosis, comparison: Comparison |
     src, aur = rb.source(), rb.aurora()
     aurora_quiet = keeps_out_of_binlog(aur)      # Aurora's rows can then be changed there, unlogged
     shapes = consistency.read_shapes(src, comparison.schemas)
-    per_side: dict[str, list[tuple[str, list[Sql], list[Sql], int]]] = {"source": [], "aurora": []}
+    per_side: dict[str, list[tuple[str, list[Sql], list[Sql] | None, int]]] = {"source": [], "aurora": []}
     for result in comparison.tables:
         if result.verdict != DIFFER:
             continue
