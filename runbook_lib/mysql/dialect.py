@@ -239,7 +239,7 @@ class Dialect:
         * ``''``: none (Aurora 2 before 2.12: its master user has no SUPER and no procedure).
         """
         if self.identity.aurora_generation == 2:
-            return "procedure" if _version_tuple(self.identity.aurora_version) >= SESSION_BINLOG_PROCEDURES_SINCE else ""
+            return "procedure" if self.identity.aurora_release >= SESSION_BINLOG_PROCEDURES_SINCE else ""
         return "sql_log_bin"
 
     def session_binlog(self, on: bool) -> Sql:

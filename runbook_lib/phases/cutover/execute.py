@@ -42,9 +42,10 @@ from runbook_lib.core.errors import (
     RunbookError,
     SwitchRolledBack,
 )
+from runbook_lib.mysql.connection import keeps_out_of_binlog
 from runbook_lib.mysql.dialect import Sql
 from runbook_lib.phases.cutover.checks import SIDES, Account, Checks, Move, lock_states, scope_sessions, state_rows
-from runbook_lib.phases.cutover.steps import Action, Switch, account_copy, keeps_out_of_binlog, plan_switch
+from runbook_lib.phases.cutover.steps import Action, Switch, account_copy, plan_switch
 from runbook_lib.phases.cutover.steps import verify as steps_verify
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -371,6 +371,7 @@ def test_session_binlog_and_kill() -> None:
     ("5.7.44", "", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
     # Aurora 3: only with SESSION_VARIABLES_ADMIN (the server says no to the master user: probed)
     ("8.0.39", "3.08.0", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
+    ("8.4.7", "8.4.7", "sql_log_bin", "SET SESSION sql_log_bin = 0", "SET SESSION sql_log_bin = 1"),
     # Aurora 2.12+: the documented procedures
     ("5.7.40", "2.12.0", "procedure", "CALL mysql.rds_disable_session_binlog", "CALL mysql.rds_enable_session_binlog"),
     ("5.7.40", "2.12.1", "procedure", "CALL mysql.rds_disable_session_binlog", "CALL mysql.rds_enable_session_binlog"),

@@ -75,11 +75,15 @@ MISSING_BEFORE_82 = {"SHOW BINARY LOG STATUS": r"SHOW\s+BINARY\s+LOG\s+STATUS"}
 REMOVED_IN_84 = {"SLAVE statements": _STATEMENT_WORDS + r"SLAVE\b", "CHANGE MASTER": r"CHANGE\s+MASTER",
                  "MASTER_ options": r"\bMASTER_\w+\s*=", "SHOW MASTER STATUS": r"SHOW\s+MASTER\s+STATUS"}
 AURORA2_LACKS = {"Aurora 3 procedure names": r"mysql\.rds_\w*_source\b|rds_set_source_auto_position",
-                 "rds_set_binlog_source_ssl": r"rds_set_binlog_source_ssl"}
+                 "rds_set_binlog_source_ssl": r"rds_set_binlog_source_ssl",
+                 "SET SESSION sql_log_bin (Aurora 2.12+: rds_disable_session_binlog)": r"SET\s+SESSION\s+sql_log_bin"}
 AURORA_BEFORE_306_LACKS = {"rds_set_binlog_source_ssl": r"rds_set_binlog_source_ssl"}
 AURORA84_LACKS = {"Aurora 2 procedure names": r"mysql\.rds_\w*master\w*"}
+# SET SESSION sql_log_bin is documented on Aurora 3 and later for an account holding SESSION_VARIABLES_ADMIN
+# (AWS "Configuring, starting, and stopping binary log (binlog) replication"): Dialect.session_binlog
+# spells it there, and mysql.connection.keeps_out_of_binlog probes it before any use (refused: 1227).
 NOT_ON_AURORA = {"privileged statements": r"CHANGE\s+(?:REPLICATION\s+SOURCE|MASTER)|\b(?:START|STOP|RESET)\s+"
-                 r"(?:REPLICA|SLAVE)\b|SET\s+(?:GLOBAL|PERSIST|SESSION\s+sql_log_bin)|GTID_NEXT"}
+                 r"(?:REPLICA|SLAVE)\b|SET\s+(?:GLOBAL|PERSIST)|GTID_NEXT"}
 
 
 def ident(version: str, aurora: str = "") -> ServerIdentity:
