@@ -17,10 +17,11 @@
 --   Aurora 3.04+ and 8.4   rds_gtid_purged(gtid_set)
 --   Aurora 3.06+ and 8.4   rds_set_binlog_source_ssl(mode)   (TLS of the external channel)
 --   2.09.2-2.11.0, 3.01.1+ rds_import_binlog_ssl_material(ssl_material), rds_remove_binlog_ssl_material
+--   Aurora 2.12+ only      rds_disable_session_binlog, rds_enable_session_binlog   (sql_log_bin of the caller)
 -- ssl_encryption is accepted and ignored, as AWS documents it for Aurora ("isn't currently implemented").
 -- The installer drops what the emulated version lacks (aurora_standin.procedures_for): the Aurora 3 names
 -- on Aurora 2, the Aurora 2 names on Aurora 8.4, the TLS procedures before their versions, rds_gtid_purged
--- before 3.04.
+-- before 3.04, the session-binlog pair everywhere but Aurora 2.12+.
 -- Messages and refusals follow the RDS/Aurora procedures (SIGNAL SQLSTATE '45000', error 1644).
 -- Names starting rds_standin_ are this stand-in's own helpers; Aurora has no such objects.
 --
