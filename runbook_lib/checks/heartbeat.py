@@ -325,6 +325,19 @@ class HeartbeatMonitor:
         return LagSamples(samples, self.directions, round(self._ended - self._started, 3), self.write_interval,
                           self.poll_interval, tuple(self._errors))
 
+    def latest(self) -> dict[str, float | None]:
+        """The newest heartbeat lag of each direction while running (None: none sampled yet)."""
+        out: dict[str, float | None] = dict.fromkeys(self.directions)
+        with self._lock:
+            for s in reversed(self._samples):
+                if out[s.direction] is None:
+                    out[s.direction] = s.heartbeat_lag_s
+                if all(v is not None for v in out.values()):
+                    break
+        if self._failures:
+            raise self._failures[0]
+        return out
+
     def to_frame(self) -> pd.DataFrame:
         with self._lock:
             samples = tuple(self._samples)

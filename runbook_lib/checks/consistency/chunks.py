@@ -101,6 +101,7 @@ class TableResult:
     ranges: tuple[KeyRange, ...] = ()
     note: str = ""
     seconds: float = 0.0
+    differing_rows: int | None = None       # keys that differ in all, when more than ``ranges`` lists
 
     @property
     def same(self) -> bool:

@@ -1,0 +1,127 @@
+"""When a long consistency check pauses, and how fast its chunks may grow.
+
+* :class:`Throttle`: before each chunk, wait while either direction's heartbeat lag
+  (:mod:`runbook_lib.checks.heartbeat`) is above ``lag_limit`` seconds, or, when
+  ``threads_running_limit`` is set, while a server's ``Threads_running`` status variable is above it
+  (pt-table-checksum's ``--max-lag`` and ``--max-load``).  The reason is handed to the progress line.
+  It raises :class:`~runbook_lib.core.errors.CheckFailed` after waiting ``max_wait`` seconds in one go.
+* :class:`ChunkSizer` (pure): the next chunk's key width from the last one's time and rows, aiming at
+  ``target`` seconds on the slower side (pt-table-checksum's ``--chunk-time``, 0.5 s by default).
+
+The lag comes from a :class:`~runbook_lib.checks.heartbeat.HeartbeatMonitor` that writes a heartbeat on
+each side every 0.1 s while the check runs (started here unless one is given; restarted when it reaches
+its time limit).  Threads_running is MySQL's count of threads that are not sleeping ("Server Status
+Variables" in the MySQL manual); Aurora reports it too.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from runbook_lib.checks.heartbeat import MAX_SECONDS, HeartbeatMonitor, LagSample, Side
+from runbook_lib.core.errors import CheckFailed, ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runbook_lib.mysql.connection import Server
+
+POLL = 0.2                      # seconds between looks while paused
+
+
+@dataclass(frozen=True)
+class ChunkSizer:
+    """Key width of the next chunk: scaled by ``target / seconds`` of the last one, at most ``grow`` times
+    wider or narrower in one step, never wider than ``max_rows`` rows (at the last chunk's density)."""
+
+    target: float = 0.5
+    grow: float = 4.0
+    max_rows: int = 5_000_000
+    min_width: int = 1
+
+    def next_width(self, width: int, seconds: float, rows: int) -> int:
+        factor = self.grow if seconds <= 0 else min(self.grow, max(1 / self.grow, self.target / seconds))
+        new = max(self.min_width, int(width * factor))
+        if rows > 0:                                # rows per key unit, from the last chunk
+            new = min(new, max(self.min_width, math.floor(self.max_rows * width / rows)))
+        return new
+
+    def first_width(self, key_span: int, estimated_rows: int, rows_per_second: float = 200_000) -> int:
+        """A first guess: as many keys as ``rows_per_second * target`` rows need at the table's density."""
+        density = max(estimated_rows, 1) / max(key_span, 1)            # rows per key unit
+        return max(self.min_width, int(rows_per_second * self.target / max(density, 1e-9)))
+
+
+@dataclass
+class Throttle:
+    """Pause a check while replication lags or a server is busy.  ``lag_limit`` None: no lag throttle."""
+
+    lag_limit: float | None = 1.0
+    threads_running_limit: int | None = None
+    max_wait: float = 3600.0
+    monitor: HeartbeatMonitor | None = None
+    waited: float = 0.0                         # seconds paused so far
+    pauses: int = 0
+    _own: bool = False
+    _samples: list[LagSample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.lag_limit is not None and (not isinstance(self.lag_limit, (int, float)) or self.lag_limit <= 0):
+            raise ParameterError("lag_limit", f"must be a number of seconds above 0, not {self.lag_limit!r}")
+        if self.threads_running_limit is not None and (isinstance(self.threads_running_limit, bool) or not
+                                                       isinstance(self.threads_running_limit, int)
+                                                       or self.threads_running_limit < 1):
+            raise ParameterError("threads_running_limit", f"must be a whole number of at least 1, not "
+                                 f"{self.threads_running_limit!r}")
+
+    def start(self, source: Server, aurora: Server) -> None:
+        """Start the heartbeat monitor (own connections) unless one was given or no lag limit is set."""
+        if self.lag_limit is None or self.monitor is not None:
+            return
+        self.monitor = HeartbeatMonitor(Side("source", "source", source.another),
+                                        Side("aurora", "aurora", aurora.another))
+        self._own = True
+        self.monitor.start(MAX_SECONDS)
+
+    def stop(self) -> None:
+        if self._own and self.monitor is not None:
+            self._samples.extend(self.monitor.stop().samples)
+
+    def lags(self) -> dict[str, float | None]:
+        """The newest heartbeat lag of each direction (None: no heartbeat seen yet)."""
+        if self.monitor is None:
+            return {}
+        if self._own and not self.monitor.running:          # reached its time limit: keep it going
+            self._samples.extend(self.monitor.wait().samples)
+            self.monitor.start(MAX_SECONDS)
+        return self.monitor.latest()
+
+    def reasons(self, servers: tuple[Server, ...]) -> list[str]:
+        """Why the check must wait now; empty: go on."""
+        out = []
+        if self.lag_limit is not None:
+            for direction, lag in self.lags().items():
+                if lag is None or lag > self.lag_limit:
+                    out.append(f"{direction} lag {'unknown' if lag is None else f'{lag:.2f} s'} > {self.lag_limit:g} s")
+        if self.threads_running_limit is not None:
+            for s in servers:
+                running = int(s.status_vars("Threads_running")["Threads_running"] or 0)
+                if running > self.threads_running_limit:
+                    out.append(f"{s.role} Threads_running {running} > {self.threads_running_limit}")
+        return out
+
+    def wait(self, servers: tuple[Server, ...], say: Callable[[str], None]) -> None:
+        """Return when nothing holds the check back; ``say(reason)`` while paused, ``say('')`` after."""
+        started, paused = time.monotonic(), False
+        while reasons := self.reasons(servers):
+            if not paused:
+                self.pauses, paused = self.pauses + 1, True
+            say("waiting: " + "; ".join(reasons))
+            if time.monotonic() - started > self.max_wait:
+                raise CheckFailed("consistency throttle", reasons, hint=f"paused for more than {self.max_wait:g} s; "
+                                  "the check's progress is kept: run it again once replication has caught up")
+            time.sleep(POLL)
+        if paused:
+            self.waited += time.monotonic() - started
+            say("")
