@@ -71,6 +71,7 @@ class Comparison:
     samples: tuple = ()
     throttled_s: float = 0.0
     resumed: bool = False
+    rounds: tuple = ()          # a re-verification's rounds (runbook_lib.checks.consistency.changes.Round)
 
     @property
     def tables_differ(self) -> list[str]:

@@ -161,8 +161,14 @@ class Ledger:
                 int(r["source_rows"]), int(r["aurora_rows"]), bool(r["same"])))
         return out
 
-    def finish(self, run_id: str, verdict: str, differing: dict[str, list[tuple]]) -> None:
-        kept = {t: [[_plain(v) for v in k] for k in keys[:MAX_KEYS_KEPT]] for t, keys in differing.items() if keys}
-        self.server.execute("UPDATE runbook.consistency_run SET status = %s, finished = UTC_TIMESTAMP(6), "
-                            "verdict = %s, differing = %s WHERE run_id = %s",
-                            (DONE, verdict, json.dumps(kept), run_id))
+    def finish(self, run_id: str, verdict: str, differing: dict[str, list[tuple]],
+               marks: dict[str, BinlogMark] | None = None) -> None:
+        """Mark a pass done: its verdict, the keys found differing per table (an empty list: the table
+        differs as a whole), and where the next re-verification starts reading (``marks``, when given)."""
+        kept = {t: [[_plain(v) for v in k] for k in keys[:MAX_KEYS_KEPT]] for t, keys in differing.items()}
+        sql, args = ("UPDATE runbook.consistency_run SET status = %s, finished = UTC_TIMESTAMP(6), verdict = %s, "
+                     "differing = %s"), [DONE, verdict, json.dumps(kept)]
+        if marks is not None:
+            sql += ", source_mark = %s, aurora_mark = %s"
+            args += [mark_text(marks["source"]), mark_text(marks["aurora"])]
+        self.server.execute(sql + " WHERE run_id = %s", (*args, run_id))

@@ -225,6 +225,8 @@ def _whole(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
                            SAME, note="no primary key: compared as one whole-table checksum (earlier in this pass)")
     check.pause()
     result = compare_table(check.pair, name, src, aur, check.opts)
+    if result.verdict not in (SAME, CHANGING):
+        check.differing[name] = []
     if result.source_rows is not None:
         check.ledger.chunk(check.run_id, ChunkRow(name, 0, None, None, result.source_rows, result.aurora_rows or 0,
                                                   result.same), result.seconds)
@@ -247,11 +249,12 @@ def _differing(check: _Check, shape: TableShape, cols: tuple[str, ...], integer:
     src, aur, wide = (_narrow_values if integer else _narrow_walk)(pair, shape, cols, spans)
     ranges, count = key_diffs(shape.table, src, aur, check.max_keys)
     keys = sorted((k for k in src.keys() | aur.keys() if src.get(k) != aur.get(k)), key=key_order)
-    check.differing[shape.table] = keys
     check.samples += samples(pair, shape, [k for k in keys if k in src and k in aur], check.sample_rows)
     ranges += [_span_range(shape, span, "chunk") for span in wide]
     ranges += [_span_range(shape, ids[i], CHANGING) for i in changing]
     verdict = DIFFER if count or wide else CHANGING if changing or spans else SAME
+    if verdict == DIFFER:
+        check.differing[shape.table] = [] if wide else keys     # []: compared whole next time
     return ranges, verdict, count
 
 
