@@ -145,8 +145,8 @@ def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = 
     """Check again only what changed since the scope's latest finished pass; see the module doc."""
     ledger = Ledger(source, schemas, tables)
     ledger.ensure()
-    last = ledger.latest()
-    if last is None or not last.done:
+    last = ledger.latest_covering()
+    if last is None:
         return full_check(source, aurora, schemas, tables=tables, wait_timeout=wait_timeout, rechecks=rechecks,
                           max_keys=max_keys, sample_rows=sample_rows, progress=progress, **full)
     started = time.monotonic()
@@ -154,8 +154,8 @@ def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = 
     names = [n for n in sorted(shapes_s.keys() | shapes_a.keys()) if not tables or n in tables]
     keyed = {n: shapes_s[n][0] for n in names if n in shapes_s and n in shapes_a
              and shapes_s[n][0].signature() == shapes_a[n][0].signature()}
-    pending = {t: set(keys) for t, keys in last.differing.items()}
-    whole = {t for t, keys in last.differing.items() if not keys} | (set(names) - set(keyed))
+    pending = {t: set(keys) for t, keys in last.differing.items() if t in names}
+    whole = {t for t, keys in last.differing.items() if not keys and t in names} | (set(names) - set(keyed))
     pair, opts = Pair(source, aurora, wait_timeout), Options(10_000, rechecks, 0.3, 64)
     marks, rounds, results = last.marks, [], {}
     run_id = ledger.begin(REVERIFY, marks)

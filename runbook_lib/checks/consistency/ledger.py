@@ -51,6 +51,13 @@ def scope_text(schemas: Sequence[str], tables: Sequence[str]) -> str:
     return "schemas " + ",".join(sorted(schemas)) + ("; tables " + ",".join(sorted(tables)) if tables else "")
 
 
+def scope_parts(text: str) -> tuple[set[str], set[str]]:
+    """(schemas, tables) of a :func:`scope_text`."""
+    parts = dict(p.split(" ", 1) for p in text.split("; ") if " " in p)
+    return ({s for s in parts.get("schemas", "").split(",") if s},
+            {t for t in parts.get("tables", "").split(",") if t})
+
+
 def key_json(key: tuple | None) -> str | None:
     """A key as JSON (None stays NULL: an open bound)."""
     return None if key is None else json.dumps([_plain(v) for v in key])
@@ -114,6 +121,7 @@ class Ledger:
 
     def __init__(self, server: Server, schemas: Sequence[str], tables: Sequence[str] = ()) -> None:
         self.server = server
+        self.schemas, self.tables = tuple(schemas), tuple(tables)
         self.scope = scope_text(schemas, tables)
         self.scope_hash = hashlib.sha1(self.scope.encode()).hexdigest()
 
@@ -124,12 +132,25 @@ class Ledger:
     def latest(self) -> Run | None:
         """The newest pass of this scope, finished or not."""
         row = self.server.query_one(
-            "SELECT run_id, kind, status, source_mark, aurora_mark, verdict, differing FROM runbook.consistency_run "
-            "WHERE scope_hash = %s ORDER BY started DESC LIMIT 1", (self.scope_hash,))
-        if row is None:
-            return None
+            "SELECT run_id, scope, kind, status, source_mark, aurora_mark, verdict, differing FROM "
+            "runbook.consistency_run WHERE scope_hash = %s ORDER BY started DESC LIMIT 1", (self.scope_hash,))
+        return None if row is None else self._run(row)
+
+    def latest_covering(self, look_back: int = 50) -> Run | None:
+        """The newest finished pass of this scope or of a wider one (all tables of more schemas): where a
+        re-verification of this scope can start (the validation phase's pass covers a cut-over's scope)."""
+        schemas, tables = scope_parts(self.scope)
+        for row in self.server.query(
+                "SELECT run_id, scope, scope_hash, kind, status, source_mark, aurora_mark, verdict, differing FROM "
+                "runbook.consistency_run WHERE status = %s ORDER BY started DESC LIMIT %s", (DONE, look_back)):
+            theirs, their_tables = scope_parts(str(row["scope"]))
+            if row["scope_hash"] == self.scope_hash or (not their_tables and theirs >= schemas):
+                return self._run(row)
+        return None
+
+    def _run(self, row: dict) -> Run:
         differing = json.loads(row["differing"]) if row["differing"] else {}
-        return Run(str(row["run_id"]), self.scope, str(row["kind"]), str(row["status"]),
+        return Run(str(row["run_id"]), str(row["scope"]), str(row["kind"]), str(row["status"]),
                    {"source": mark_from_text("source", row["source_mark"]),
                     "aurora": mark_from_text("aurora", row["aurora_mark"])},
                    row["verdict"], {t: [tuple(k) for k in keys] for t, keys in differing.items()})
