@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules that share a lab, and so one worker (longest chain first); any other module is its own group.
 SHARED_LABS = {
     "lab-test": ("tests/integration/lab/test_lab_core.py", "tests/notebooks/"),
-    "lab-bidir": ("tests/integration/checks/test_consistency_lab.py", "tests/integration/checks/test_heartbeat_lab.py"),
+    "lab-bidir": ("tests/integration/checks/test_consistency_lab.py", "tests/integration/checks/test_heartbeat_lab.py",
+                  "tests/integration/checks/test_consistency_scale_lab.py"),
 }
 
 

@@ -33,24 +33,31 @@ POLL = 0.2                      # seconds between looks while paused
 @dataclass(frozen=True)
 class ChunkSizer:
     """Key width of the next chunk: scaled by ``target / seconds`` of the last one, at most ``grow`` times
-    wider or narrower in one step, never wider than ``max_rows`` rows (at the last chunk's density)."""
+    wider or narrower in one step, and between ``min_rows`` (a chunk's fixed costs, a few round trips,
+    stay small beside its reading) and ``max_rows`` rows at the last chunk's density."""
 
     target: float = 0.5
     grow: float = 4.0
     max_rows: int = 5_000_000
+    min_rows: int = 1_000
     min_width: int = 1
 
     def next_width(self, width: int, seconds: float, rows: int) -> int:
         factor = self.grow if seconds <= 0 else min(self.grow, max(1 / self.grow, self.target / seconds))
         new = max(self.min_width, int(width * factor))
         if rows > 0:                                # rows per key unit, from the last chunk
-            new = min(new, max(self.min_width, math.floor(self.max_rows * width / rows)))
-        return new
+            per_row = width / rows
+            floor = min(self.min_rows, self.max_rows)
+            new = min(max(new, math.ceil(floor * per_row)), math.floor(self.max_rows * per_row))
+        return max(self.min_width, new)
 
     def first_width(self, key_span: int, estimated_rows: int, rows_per_second: float = 200_000) -> int:
-        """A first guess: as many keys as ``rows_per_second * target`` rows need at the table's density."""
-        density = max(estimated_rows, 1) / max(key_span, 1)            # rows per key unit
-        return max(self.min_width, int(rows_per_second * self.target / max(density, 1e-9)))
+        """A first guess: as many keys as ``rows_per_second * target`` rows (at most ``max_rows``) need at
+        the table's estimated density, taken as at least one row per key (the estimate may be stale:
+        a first chunk too small only costs a few more steps of growth)."""
+        density = max(1.0, estimated_rows / max(key_span, 1))          # rows per key unit
+        rows = max(min(rows_per_second * self.target, self.max_rows), min(self.min_rows, self.max_rows))
+        return max(self.min_width, int(rows / density))
 
 
 @dataclass
