@@ -78,7 +78,9 @@ class _Connection(pymysql.connections.Connection):
         return _Connection._preferred
 
 
-def _key(shape: TableShape, image: dict, names: list[str]) -> tuple | None:
+def image_key(shape: TableShape, image: dict, names: list[str]) -> tuple | None:
+    """The key of a row image of python-mysql-replication: by column name, or by position
+    (``UNKNOWN_COL<i>``, when the server logs no column names); None when the image lacks a key column."""
     values = []
     for col in shape.key:
         i = names.index(col)
@@ -117,7 +119,7 @@ def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape]) -> di
             keys = out.setdefault(name, set())
             for row in event.rows:
                 for image in (row.get("values"), row.get("before_values"), row.get("after_values")):
-                    if image and (key := _key(shape, image, names[name]) if shape.key else WHOLE) is not None:
+                    if image and (key := image_key(shape, image, names[name]) if shape.key else WHOLE) is not None:
                         keys.add(key)
     except pymysql.err.MySQLError as e:
         raise ReplicationError(server.role, f"reading the binary log from {since}: {e}",
