@@ -3,7 +3,7 @@ take writes): after a full pass, read only the rows written since, found in both
 
 :func:`changed_keys` reads one server's binary log from a :class:`BinlogMark` to its end with
 python-mysql-replication (a replication client: it needs REPLICATION SLAVE and REPLICATION CLIENT,
-which Aurora's master user has) and collects the primary key of every row that a ROW event wrote,
+which Aurora's master user has: "Master user account privileges") and collects the primary key of every row that a ROW event wrote,
 updated (before and after image) or deleted, per table.  On Aurora the binary log is read on the
 writer instance, the only one that has it ("Configuring Aurora MySQL binary logging").  Keys are
 taken from the event's images by column position, so they need no ``binlog_row_metadata=FULL``;
