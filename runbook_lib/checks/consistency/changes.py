@@ -31,11 +31,15 @@ import logging
 import random
 import ssl
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import GtidEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from runbook_lib.checks import splitbrain
 from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, SAME, Options, Pair, TableResult, TableShape,
@@ -93,11 +97,11 @@ def image_key(shape: TableShape, image: dict, names: list[str]) -> tuple | None:
     return tuple(values)
 
 
-def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape]) -> dict[str, set[tuple]]:
+def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape], *,
+                 skip_origin: str = "") -> dict[str, set[tuple]]:
     """``'schema.table' -> keys`` of the rows of ``shapes``' tables written in ``server``'s binary log
-    since ``since``; a table without a primary key gets the empty key ``()``."""
-    from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+    since ``since``; a table without a primary key gets the empty key ``()``.  The rows of transactions
+    whose GTID names ``skip_origin`` (a server uuid) are not decoded: that server's own log has them."""
     logs = [str(r["Log_name"]) for r in server.query("SHOW BINARY LOGS")]
     if since.file not in logs:
         raise CheckFailed(f"re-verification from {server.role}'s binary log", [f"{since.file} was purged"],
@@ -107,14 +111,18 @@ def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape]) -> di
     stream = BinLogStreamReader(connection_settings=server.stream_settings(),
                                 server_id=random.randint(2**31, 2**32 - 2), log_file=since.file,
                                 log_pos=since.position, resume_stream=True, blocking=False,
-                                only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+                                only_events=[GtidEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
                                 only_schemas=sorted({s.schema for s in shapes.values()}), enable_logging=False,
                                 pymysql_wrapper=_Connection)
+    skip, theirs = False, uuid.UUID(skip_origin).bytes if skip_origin else b""
     try:
         for event in stream:
+            if isinstance(event, GtidEvent):
+                skip = event.sid == theirs
+                continue
             name = f"{event.schema}.{event.table}"
             shape = shapes.get(name)
-            if shape is None:
+            if shape is None or skip:
                 continue
             keys = out.setdefault(name, set())
             for row in event.rows:
@@ -131,9 +139,13 @@ def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape]) -> di
 
 def changed_on_both(source, aurora, marks: dict[str, BinlogMark],
                     shapes: dict[str, TableShape]) -> dict[str, set[tuple]]:
-    """:func:`changed_keys` of both sides (read at the same time), united."""
+    """:func:`changed_keys` of both sides (read at the same time), united.  Each side decodes the rows
+    of every transaction but those that began on the other side (their origin's log has them: half
+    the work when both directions replicate)."""
+    pairs = ((source, aurora), (aurora, source))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="binlog") as pool:
-        found = [pool.submit(changed_keys, s, marks[s.role], shapes) for s in (source, aurora)]
+        found = [pool.submit(changed_keys, s, marks[s.role], shapes, skip_origin=o.identity.server_uuid)
+                 for s, o in pairs]
         out: dict[str, set[tuple]] = {}
         for f in found:
             for name, keys in f.result().items():
@@ -160,7 +172,6 @@ def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = 
     whole = {t for t, keys in last.differing.items() if not keys and t in names} | (set(names) - set(keyed))
     pair, opts = Pair(source, aurora, wait_timeout), Options(10_000, rechecks, 0.3, 64)
     marks, rounds, results = last.marks, [], {}
-    run_id = ledger.begin(REVERIFY, marks)
     try:
         while True:
             t0, now = time.monotonic(), splitbrain.marks(source, aurora)
@@ -194,6 +205,7 @@ def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = 
             tables_out.append(result)
     finally:
         pair.pool.shutdown(wait=True)
+    run_id = ledger.begin(REVERIFY, marks)         # written at the end: the rounds see no write of ours
     comparison = Comparison(tuple(tables_out), tuple(schemas), str(pair.points[-1]) if pair.points else "",
                             time.monotonic() - started, run_id=run_id, kind=REVERIFY, samples=tuple(found_samples),
                             rounds=tuple(rounds))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from runbook_lib.checks import splitbrain
 from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, INTEGER_TYPES, SAME, KeyRange, Options, Pair,
-                                                   Span, TableResult, TableShape, compare_table,
+                                                   Span, TableResult, TableShape, common_point, compare_table,
                                                    integer_spans, key_text, span_sql)
 from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
 from runbook_lib.checks.consistency.ledger import FULL, ChunkRow, Ledger
@@ -192,6 +192,7 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
             width, pos = check.sizer.first_width(hi - lo + 1, est), lower[0] if lower else lo
         else:
             width, pos, hi = FIRST_ROWS, 0, 0
+        unsaved: tuple[ChunkRow, float] | None = None
         while True:
             check.pause()
             if integer:
@@ -199,15 +200,19 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
             else:
                 upper = nth_key(pair.source, shape, lower, width)
             t0 = time.monotonic()
-            got = pair.both(lambda s, sp=(lower, upper): sums(s, shape, cols, {0: sp}))
+            point = common_point(pair.source, pair.aurora)
+            if unsaved:         # the last chunk's row, written after the point: no side waits for it
+                check.ledger.chunk(check.run_id, *unsaved)
+            got = pair.both(lambda s, sp=(lower, upper): sums(s, shape, cols, {0: sp}), point)
             seconds = time.monotonic() - t0
             (rs, xs), (ra, xa) = got[0].get(0, (0, 0)), got[1].get(0, (0, 0))
-            check.ledger.chunk(check.run_id, ChunkRow(name, n, lower, upper, rs, ra, (rs, xs) == (ra, xa)), seconds)
+            unsaved = ChunkRow(name, n, lower, upper, rs, ra, (rs, xs) == (ra, xa)), seconds
             counts[0], counts[1], chunks = counts[0] + rs, counts[1] + ra, chunks + 1
             if (rs, xs) != (ra, xa):
                 bad.append((lower, upper))
             check.progress.rows(max(rs, ra))
             if upper is None:
+                check.ledger.chunk(check.run_id, *unsaved)
                 break
             width = check.sizer.next_width(width, seconds, max(rs, ra))
             lower, n = upper, n + 1
