@@ -214,7 +214,8 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
             if upper is None:
                 check.ledger.chunk(check.run_id, *unsaved)
                 break
-            width = check.sizer.next_width(width, seconds, max(rs, ra))
+            width = check.sizer.next_width(width, seconds, max(rs, ra), check.throttle.chunk_target(
+                check.sizer.target) if check.throttle is not None else None)
             lower, n = upper, n + 1
             if integer:
                 pos = upper[0]

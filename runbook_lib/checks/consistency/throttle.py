@@ -42,8 +42,10 @@ class ChunkSizer:
     min_rows: int = 1_000
     min_width: int = 1
 
-    def next_width(self, width: int, seconds: float, rows: int) -> int:
-        factor = self.grow if seconds <= 0 else min(self.grow, max(1 / self.grow, self.target / seconds))
+    def next_width(self, width: int, seconds: float, rows: int, target: float | None = None) -> int:
+        """``target``: this step's aim instead of :attr:`target` (the throttle lowers it while lag builds)."""
+        aim = self.target if target is None else target
+        factor = self.grow if seconds <= 0 else min(self.grow, max(1 / self.grow, aim / seconds))
         new = max(self.min_width, int(width * factor))
         if rows > 0:                                # rows per key unit, from the last chunk
             per_row = width / rows
@@ -67,6 +69,7 @@ class Throttle:
     lag_limit: float | None = 1.0
     threads_running_limit: int | None = None
     max_wait: float = 3600.0
+    resume_at: float = 0.5                      # once paused, go on when lag <= resume_at * lag_limit
     monitor: HeartbeatMonitor | None = None
     waited: float = 0.0                         # seconds paused so far
     pauses: int = 0
@@ -104,13 +107,25 @@ class Throttle:
             self.monitor.start(MAX_SECONDS)
         return self.monitor.latest()
 
-    def reasons(self, servers: tuple[Server, ...]) -> list[str]:
-        """Why the check must wait now; empty: go on."""
+    def pressure(self) -> float:
+        """The larger direction's lag as a share of the limit (0 without a lag limit or samples)."""
+        if self.lag_limit is None:
+            return 0.0
+        return max([lag / self.lag_limit for lag in self.lags().values() if lag is not None], default=0.0)
+
+    def chunk_target(self, target: float) -> float:
+        """The chunk time to aim at now: lowered as lag approaches the limit (a chunk adds load while
+        it runs and the throttle only looks between chunks), down to a fifth."""
+        return target * min(1.0, max(0.2, 1.0 - self.pressure()))
+
+    def reasons(self, servers: tuple[Server, ...], paused: bool = False) -> list[str]:
+        """Why the check must wait now; empty: go on.  ``paused``: the lag must fall to the resume level."""
         out = []
         if self.lag_limit is not None:
+            limit = self.lag_limit * (self.resume_at if paused else 1.0)
             for direction, lag in self.lags().items():
-                if lag is None or lag > self.lag_limit:
-                    out.append(f"{direction} lag {'unknown' if lag is None else f'{lag:.2f} s'} > {self.lag_limit:g} s")
+                if lag is None or lag > limit:
+                    out.append(f"{direction} lag {'unknown' if lag is None else f'{lag:.2f} s'} > {limit:g} s")
         if self.threads_running_limit is not None:
             for s in servers:
                 running = int(s.status_vars("Threads_running")["Threads_running"] or 0)
@@ -121,7 +136,7 @@ class Throttle:
     def wait(self, servers: tuple[Server, ...], say: Callable[[str], None]) -> None:
         """Return when nothing holds the check back; ``say(reason)`` while paused, ``say('')`` after."""
         started, paused = time.monotonic(), False
-        while reasons := self.reasons(servers):
+        while reasons := self.reasons(servers, paused):
             if not paused:
                 self.pauses, paused = self.pauses + 1, True
             say("waiting: " + "; ".join(reasons))

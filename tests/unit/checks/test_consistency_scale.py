@@ -62,6 +62,16 @@ def test_the_throttle_names_each_direction_above_its_limit() -> None:
     assert said == [] and throttle.pauses == 0
 
 
+def test_once_paused_the_lag_must_fall_to_half_the_limit_and_chunks_get_shorter_as_lag_builds() -> None:
+    throttle = Throttle(lag_limit=1.0, monitor=_Lags({"source → aurora": 0.7, "aurora → source": 0.1}))
+    assert throttle.reasons(()) == []
+    assert throttle.reasons((), paused=True) == ["source → aurora lag 0.70 s > 0.5 s"]
+    assert throttle.chunk_target(0.5) == pytest.approx(0.15)         # 30 % of the limit left: 30 % of the aim
+    throttle.monitor = _Lags({"source → aurora": 0.99, "aurora → source": None})
+    assert throttle.chunk_target(0.5) == pytest.approx(0.1)          # never under a fifth
+    assert Throttle(lag_limit=None).chunk_target(0.5) == 0.5
+
+
 @pytest.mark.parametrize("kw", [{"lag_limit": 0}, {"lag_limit": "1"}, {"threads_running_limit": 0},
                                 {"threads_running_limit": True}, {"threads_running_limit": 2.5}])
 def test_throttle_limits_are_checked(kw) -> None:
