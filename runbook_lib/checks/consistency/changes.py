@@ -45,7 +45,7 @@ from runbook_lib.checks import splitbrain
 from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, SAME, Options, Pair, TableResult, TableShape,
                                                    compare_table)
 from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
-from runbook_lib.checks.consistency.ledger import REVERIFY, Ledger
+from runbook_lib.checks.consistency.ledger import REVERIFY, TABLES as LEDGER_TABLES, Ledger
 from runbook_lib.checks.consistency.rows import key_diffs, key_order, key_rows, samples
 from runbook_lib.checks.consistency.scan import full_check
 from runbook_lib.checks.splitbrain import BinlogMark
@@ -165,7 +165,8 @@ def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = 
                           max_keys=max_keys, sample_rows=sample_rows, progress=progress, **full)
     started = time.monotonic()
     shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
-    names = [n for n in sorted(shapes_s.keys() | shapes_a.keys()) if not tables or n in tables]
+    names = [n for n in sorted(shapes_s.keys() | shapes_a.keys()) if (not tables or n in tables)
+             and n not in LEDGER_TABLES]
     keyed = {n: shapes_s[n][0] for n in names if n in shapes_s and n in shapes_a
              and shapes_s[n][0].signature() == shapes_a[n][0].signature()}
     pending = {t: set(keys) for t, keys in last.differing.items() if t in names}

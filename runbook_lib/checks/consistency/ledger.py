@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FULL, REVERIFY = "full", "reverify"
 RUNNING, DONE = "running", "done"
+TABLES = ("runbook.consistency_chunk", "runbook.consistency_run")     # never compared: written while comparing
 MAX_KEYS_KEPT = 10_000          # differing keys kept per pass (what the next re-verification checks again)
 
 DDL = (

@@ -36,7 +36,7 @@ from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, INTEGER_TYP
                                                    Span, TableResult, TableShape, common_point, compare_table,
                                                    integer_spans, key_text, span_sql)
 from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
-from runbook_lib.checks.consistency.ledger import FULL, ChunkRow, Ledger
+from runbook_lib.checks.consistency.ledger import FULL, TABLES as LEDGER_TABLES, ChunkRow, Ledger
 from runbook_lib.checks.consistency.progress import Progress
 from runbook_lib.checks.consistency.rows import RowSample, key_diffs, key_order, samples
 from runbook_lib.checks.consistency.throttle import ChunkSizer, Throttle
@@ -89,7 +89,7 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
     names = sorted(shapes_s.keys() | shapes_a.keys())
     if unknown := sorted(set(tables) - set(names)):
         raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
-    names = [n for n in names if not tables or n in tables]
+    names = [n for n in names if (not tables or n in tables) and n not in LEDGER_TABLES]
     ledger = Ledger(source, schemas, tables)
     ledger.ensure()
     last = ledger.latest()
