@@ -124,6 +124,11 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
     return comparison
 
 
+def _timed(fn, *args):
+    started = time.monotonic()
+    return fn(*args), time.monotonic() - started
+
+
 def _with_seconds(result: TableResult, seconds: float) -> TableResult:
     return replace(result, seconds=round(seconds, 3))
 
@@ -199,13 +204,12 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
                 upper = None if pos + width > hi else (pos + width,)
             else:
                 upper = nth_key(pair.source, shape, lower, width)
-            t0 = time.monotonic()
             point = common_point(pair.source, pair.aurora)
             if unsaved:         # the last chunk's row, written after the point: no side waits for it
                 check.ledger.chunk(check.run_id, *unsaved)
-            got = pair.both(lambda s, sp=(lower, upper): sums(s, shape, cols, {0: sp}), point)
-            seconds = time.monotonic() - t0
-            (rs, xs), (ra, xa) = got[0].get(0, (0, 0)), got[1].get(0, (0, 0))
+            got = pair.both(lambda s, sp=(lower, upper): _timed(sums, s, shape, cols, {0: sp}), point)
+            seconds = max(got[0][1], got[1][1])         # the slower side's own time, not the waits
+            (rs, xs), (ra, xa) = got[0][0].get(0, (0, 0)), got[1][0].get(0, (0, 0))
             unsaved = ChunkRow(name, n, lower, upper, rs, ra, (rs, xs) == (ra, xa)), seconds
             counts[0], counts[1], chunks = counts[0] + rs, counts[1] + ra, chunks + 1
             if (rs, xs) != (ra, xa):
