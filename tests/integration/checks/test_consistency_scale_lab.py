@@ -89,6 +89,9 @@ def test_a_check_killed_in_the_middle_resumes_to_the_same_verdict(two_way, serve
         killed = ledger.latest()
         done_before = chunks_recorded(src, killed.run_id)
         assert not killed.done and done_before < whole.tables[0].chunks
+        two_way.wait_caught_up()            # the progress replicated: aurora knows where the pass stopped
+        assert Ledger(aur, ["app_crm"], [TABLE]).latest().run_id == killed.run_id
+        assert chunks_recorded(aur, killed.run_id) == done_before
         resumed = scan.full_check(src, aur, ["app_crm"], tables=[TABLE], **SMALL)
         assert resumed.resumed and resumed.run_id == killed.run_id
         assert verdict(resumed) == verdict(whole)
