@@ -80,7 +80,8 @@ def reverification(ctx, source, aurora) -> dict:
     started = time.monotonic()      # as at a cut-over: writes stopped, the repair the only change since
     frozen = changes.reverify(source, aurora, ["app_crm"], tables=[TABLE], progress=False)
     frozen_s = time.monotonic() - started
-    return {"frozen_reverify_s": round(frozen_s, 3), "frozen_reverify_ok": frozen.ok,"full_pass_s": round(full_s, 3), "full_pass_chunks": full.tables[0].chunks,
+    return {"frozen_reverify_s": round(frozen_s, 3), "frozen_reverify_ok": frozen.ok,
+            "full_pass_s": round(full_s, 3), "full_pass_chunks": full.tables[0].chunks,
             "rows_changed_per_side": CHANGED_PER_SIDE, "rows_changed_on_both": OVERLAP,
             "rows_differing_truth": len(truth), "reverify_s": round(reverify_s, 3),
             "reverify_keys_compared": result.tables[0].chunks, "reverify_rounds": len(result.rounds),

@@ -6,7 +6,8 @@
 * :func:`check_before` -> :class:`Checks` (reads only): no session and no write of the scope on the
   side it leaves during a short window (processlist; performance_schema write counters sampled at
   both ends; the binary log's GTID origins), replication running and caught up both ways (GTID
-  sets), the scope's tables identical (re-verified from the last finished pass, :mod:`runbook_lib.checks.consistency.changes`).  A failure stops the phase.
+  sets), the scope's tables identical (re-verified since the last finished pass:
+  :mod:`runbook_lib.checks.consistency.changes`).  A failure stops the phase.
 * :func:`record`: the phase's figures for the run's report.
 
 The notebook calls the checks from here and the switch from :mod:`runbook_lib.phases.cutover.steps`.
