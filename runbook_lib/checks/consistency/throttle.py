@@ -69,7 +69,8 @@ class Throttle:
     lag_limit: float | None = 1.0
     threads_running_limit: int | None = None
     max_wait: float = 3600.0
-    resume_at: float = 0.5                      # once paused, go on when lag <= resume_at * lag_limit
+    resume_at: float = 0.5                      # once paused, go on when lag <= resume_at * lag_limit ...
+    settle: float = 5.0                         # ... or, after this many seconds paused, under the limit
     monitor: HeartbeatMonitor | None = None
     waited: float = 0.0                         # seconds paused so far
     pauses: int = 0
@@ -119,7 +120,8 @@ class Throttle:
         return target * min(1.0, max(0.2, 1.0 - self.pressure()))
 
     def reasons(self, servers: tuple[Server, ...], paused: bool = False) -> list[str]:
-        """Why the check must wait now; empty: go on.  ``paused``: the lag must fall to the resume level."""
+        """Why the check must wait now; empty: go on.  ``paused``: the lag must fall to the resume level
+        (a load that keeps the lag above it by itself leaves the limit alone to hold the check)."""
         out = []
         if self.lag_limit is not None:
             limit = self.lag_limit * (self.resume_at if paused else 1.0)
@@ -136,7 +138,7 @@ class Throttle:
     def wait(self, servers: tuple[Server, ...], say: Callable[[str], None]) -> None:
         """Return when nothing holds the check back; ``say(reason)`` while paused, ``say('')`` after."""
         started, paused = time.monotonic(), False
-        while reasons := self.reasons(servers, paused):
+        while reasons := self.reasons(servers, paused and time.monotonic() - started < self.settle):
             if not paused:
                 self.pauses, paused = self.pauses + 1, True
             say("waiting: " + "; ".join(reasons))
