@@ -109,7 +109,7 @@ def replicated_lab(name: str, port_base: int, rows: int, *, fresh: bool = True,
     from runbook_lib.lab import control
     if fresh:
         control.down(name, destroy=True, say=lambda *_: None)
-    ctx = Context(control.up(name, port_base=port_base, persona_rows=rows, say=say), say)
+    ctx = Context(control.up(name, port_base=port_base, persona_rows=rows, aurora="3", say=say), say)
     if ctx.statuses()["aurora"] is not None:
         ctx.wait_caught_up()
         return ctx
@@ -186,7 +186,8 @@ def _replicate_both_ways(ctx: Context) -> None:
             s.execute(s.dialect.create_replication_user(REPLICATION_USER, "%", password))
             s.execute(s.dialect.grant_replication(REPLICATION_USER, "%"))
     with ctx.server("aurora") as s:
-        s.execute(s.dialect.set_external_source("127.0.0.1", ctx.state.onprem_port, REPLICATION_USER, password, 1))
+        s.execute(s.dialect.set_external_source("127.0.0.1", ctx.state.onprem_port, REPLICATION_USER, password))
+        s.execute(s.dialect.set_binlog_source_ssl(True))     # ssl_encryption is not implemented on Aurora
         s.execute(s.dialect.start_replication())
     with ctx.server("onprem") as s:
         s.execute(s.dialect.change_source("127.0.0.1", ctx.state.aurora_port, REPLICATION_USER, password,

@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules that share a lab, and so one worker (longest chain first); any other module is its own group.
 SHARED_LABS = {
     "lab-test": ("tests/integration/lab/test_lab_core.py", "tests/notebooks/"),
+    # phases 01-07 as Aurora 8.4 on a lab of its own: second in line, so the other worker starts it
+    "lab-aurora84": ("tests/integration/run/test_pipeline_aurora84.py",),
     "lab-bidir": ("tests/integration/checks/test_consistency_lab.py", "tests/integration/checks/test_heartbeat_lab.py",
+                  "tests/integration/checks/test_watch_lab.py", "tests/browser/test_jupyterlab.py",
                   "tests/integration/checks/test_consistency_scale_lab.py"),
 }
 
@@ -93,7 +96,7 @@ def lab(tmp_path_factory) -> LabHandle:
     name = support.lab_name()
     if not support.reuse():
         control.down(name, destroy=True, say=lambda *_: None)
-    state = control.up(name, port_base=support.port_base(), persona_rows=support.rows())
+    state = control.up(name, port_base=support.port_base(), persona_rows=support.rows(), aurora="3")
     params = inspect.write_params(state, tmp_path_factory.mktemp("lab") / "lab.yaml")
     yield LabHandle(state, params)
     if not support.keep():

@@ -19,6 +19,11 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     repl           20  test_replication_lib
     lifecycle      24  test_lab_lifecycle
     endpoint       28  test_lab_endpoint (its lab is built from a hand-written state: fixed passwords)
+    stream         32  test_backup_stream_lab (and its sshd on loopback at base + 3)
+    restore        36  test_restore_blockers_lab (preflight's restore-from-S3 drills, the GTID position)
+    aurora84       44  test_pipeline_aurora84 (phases 01-07 with the stand-in as Aurora 8.4)
+    guard          52  test_guard_lab (guarded cut-overs, settings that drift)
+    browser        56  one port only: the JupyterLab server of tests/browser/test_jupyterlab.py
     =========  ======  ==============================================================================
 
 Outside this table: test_aurora_standin's throwaway servers on free ports in
@@ -45,7 +50,8 @@ DEFAULT_ROWS = 50000
 
 #: lab suffix -> offset of its port base from $RUNBOOK_TEST_PORT_BASE ("" is the session's lab)
 PORT_OFFSETS = {"": 0, "failover": 3, "cutover": 6, "bidir": 10, "cleanup": 13, "faults": 16, "repl": 20,
-                "lifecycle": 24, "endpoint": 28}
+                "lifecycle": 24, "endpoint": 28, "stream": 32, "restore": 36, "aurora84": 44, "guard": 52,
+                "browser": 56}
 
 
 # --- the suite's labs ------------------------------------------------------------------------------
@@ -80,14 +86,16 @@ def keep() -> bool:
 
 
 @contextmanager
-def own_lab(suffix: str, persona_rows: int = 2000) -> Iterator[tuple[Any, dict]]:
+def own_lab(suffix: str, persona_rows: int = 2000, aurora: str = "3") -> Iterator[tuple[Any, dict]]:
     """A test module's lab of its own, built fresh: (state, {'onprem': ..., 'aurora': ...}) of
-    :func:`runbook_lib.lab.control.instances`; destroyed afterwards unless :func:`keep`."""
+    :func:`runbook_lib.lab.control.instances`; destroyed afterwards unless :func:`keep`.  *aurora*:
+    the Aurora the stand-in plays (``runbook lab up --aurora``), Aurora 3 as parameters/lab.yaml says."""
     from runbook_lib.lab import control
     name = lab_name(suffix)
     control.down(name, destroy=True, say=lambda *_: None)
     try:
-        state = control.up(name, port_base=port_base(suffix), persona_rows=persona_rows, say=lambda *_: None)
+        state = control.up(name, port_base=port_base(suffix), persona_rows=persona_rows, aurora=aurora,
+                           say=lambda *_: None)
         yield state, control.instances(state)
     finally:
         if not keep():
@@ -177,6 +185,7 @@ def aurora_from_clone(state, servers: dict) -> None:
     GTIDs, a binary log and auto-increment 2/1, the Aurora stand-in installed again."""
     import pymysql
 
+    from runbook_lib.lab import control
     from runbook_lib.lab.aurora_standin import install_aurora_standin
     src, aur = servers["onprem"], servers["aurora"]
     query(src, "INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
@@ -190,7 +199,8 @@ def aurora_from_clone(state, servers: dict) -> None:
     shutil.rmtree(clone, ignore_errors=True)
     aur.start()
     with aur.connect(cursorclass=pymysql.cursors.Cursor) as conn:
-        install_aurora_standin(conn, admin_password=state.passwords["aurora_admin"])
+        install_aurora_standin(conn, aurora_version=control.aurora_version(state),
+                               admin_password=state.passwords["aurora_admin"])
 
 
 def start_channel(replica, source_port: int, password: str, connect_retry: int = 1) -> None:

@@ -3,7 +3,12 @@
 * :data:`TO_AURORA` / :data:`TO_SOURCE` name a direction (:data:`DIRECTIONS`); :data:`REPLICA_ROLE`
   and :data:`WRITER_ROLE` say which server is its replica and which its writer; :func:`server` gives
   the session's connection for a role.
-* :func:`executed_gtids` and :func:`wait_until_caught_up`: GTID sets, and waiting for a replica.
+* :func:`channel_choice`: the replication account's plugin and each direction's TLS that connect
+  these two servers (:mod:`runbook_lib.mysql.channel_choice`);
+* :func:`executed_gtids` and :func:`wait_until_caught_up`: GTID sets, and waiting for a replica;
+  :func:`channel_report`: what a replica's channel says when a wait gives up (its last receiver and
+  applier errors, number and text, or that the applier is just behind by N transactions and what
+  its threads wait on, e.g. 'Waiting for global read lock').
 * :func:`channel_specs`: how each direction's channel should be configured, from the parameters;
   :func:`channel_needs`: what a channel lacks to match its spec (stop / set / start).
 * :func:`directions` reads both channels' status; :func:`direction_checks` judges them (pure),
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook_lib.core.display import CheckResult, checks_frame, show_table, verdict
 from runbook_lib.core.errors import NotApplied, NotCaughtUp, ReplicationError
+from runbook_lib.mysql.channel_choice import ChannelChoice, choose_channel, native_password_active
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import ReplicaStatus, side_by_side
 
@@ -36,6 +42,7 @@ DIRECTIONS = (TO_AURORA, TO_SOURCE)
 REPLICA_ROLE = {TO_AURORA: "aurora", TO_SOURCE: "source"}
 WRITER_ROLE = {TO_AURORA: "source", TO_SOURCE: "aurora"}
 AUTH_ERRNOS = frozenset({1045, 2061})   # the IO thread cannot log in: password, or no TLS for sha2
+ER_ACCESS_DENIED, CR_AUTH_PLUGIN_ERR = 1045, 2061   # 2061: "Authentication requires secure connection"
 NETWORK_ERRNOS = frozenset({2003, 2005, 2013})
 
 
@@ -69,8 +76,56 @@ def wait_until_caught_up(replica: Server, gtid_set: GtidSet | str, timeout: floa
         if remaining <= poll:
             missing = target - executed_gtids(replica)
             if missing:
-                raise NotCaughtUp(replica.role, str(missing), timeout)
+                raise not_caught_up(replica, missing, timeout)
             return time.monotonic() - started
+
+
+_WORKER_ERRORS = ("SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno, LAST_ERROR_MESSAGE AS message "
+                  "FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0")
+
+
+_APPLIER_STATES = ("SELECT PROCESSLIST_STATE AS state FROM performance_schema.threads WHERE (NAME LIKE "
+                   "'thread/sql/%worker' OR NAME IN ('thread/sql/replica_sql', 'thread/sql/slave_sql')) AND "
+                   "PROCESSLIST_STATE IS NOT NULL")
+_IDLE_STATES = ("from Coordinator", "read all relay log")     # waiting for work, not stuck on something
+
+
+def not_caught_up(replica: Server, missing: GtidSet, waited: float) -> NotCaughtUp:
+    """The NotCaughtUp of a wait that gave up, naming what the channel reports, with its advice."""
+    status = ReplicaStatus.read(replica)
+    direction = next(d for d in DIRECTIONS if REPLICA_ROLE[d] == replica.role) \
+        if replica.role in REPLICA_ROLE.values() else ""
+    tip = advice(direction, status) if direction and status is not None and status.errors else ""
+    return NotCaughtUp(replica.role, str(missing), waited, cause=channel_report(replica, missing, status),
+                       hint=tip)
+
+
+def channel_report(replica: Server, missing: GtidSet | None = None, status: ReplicaStatus | None = None) -> str:
+    """What *replica*'s channel reports, for a wait that gave up: each thread's last error with its
+    number and text (the applier workers' own error first: the coordinator's only points at it), or
+    'no error, the applier is just behind by N transactions' (N: *missing*'s size) with what its busy
+    threads wait on (performance_schema.threads: 'Waiting for global read lock', a row lock...)."""
+    status = status or ReplicaStatus.read(replica)
+    if status is None:
+        return f"{replica.role} has no replication channel"
+    found: list[str] = [f"applier worker {r['worker']} error {r['errno']}: {r['message']}"
+                        for r in replica.query(_WORKER_ERRORS)] if status.last_sql_errno else []
+    found += [f"{'receiver (IO)' if t == 'io' else 'applier (SQL)'} error {n}: {m}" for t, n, m in status.errors
+              if not (t == "sql" and found)]
+    threads = f"IO {status.io_running}, SQL {status.sql_running}"
+    if found:
+        return f"{threads}; " + "; ".join(found)
+    n = missing.count() if missing is not None else None
+    behind = f"{n} transaction{'' if n == 1 else 's'}" if n is not None else "some transactions"
+    if missing is not None and not missing and status.running:
+        return f"{threads}; no error, nothing missing"
+    if not status.running:
+        return f"{threads}; no error, but a thread is stopped (STOP REPLICA?): {behind} not applied"
+    busy = sorted({str(r["state"]) for r in replica.query(_APPLIER_STATES)
+                   if not any(idle in str(r["state"]) for idle in _IDLE_STATES)})
+    return f"{threads}; no error, the applier is just behind by {behind}" + (
+        f" (Seconds_Behind_Source {status.seconds_behind})" if status.seconds_behind is not None else "") + (
+        f"; the applier is: {', '.join(busy)}" if busy else "")
 
 
 # --- the two channels --------------------------------------------------------------------------
@@ -83,26 +138,39 @@ class ChannelSpec:
     host: str
     port: int
     user: str
-    ssl: bool
+    ssl: bool | None                     # None: not compared (no channel choice at hand)
     connect_retry: int | None = None     # None: chosen by Aurora's procedure, not compared
 
     def differences(self, status: ReplicaStatus) -> list[str]:
         """What differs from *status*, as 'name have (wanted want)'; [] when it matches."""
         pairs = [("source host", status.source_host.lower(), self.host.lower()),
                  ("source port", status.source_port, self.port), ("user", status.source_user, self.user),
-                 ("auto position", status.auto_position, True), ("TLS", status.ssl_allowed, self.ssl)]
+                 ("auto position", status.auto_position, True)]
+        if self.ssl is not None:
+            pairs.append(("TLS", status.ssl_allowed, self.ssl))
         if self.connect_retry is not None:
             pairs.append(("connect retry", status.connect_retry, self.connect_retry))
         return [f"{name} {have!r} (wanted {want!r})" for name, have, want in pairs if have != want]
 
 
-def channel_specs(params: RunbookParameters) -> dict[str, ChannelSpec]:
-    """The wanted configuration of both directions, from the parameters."""
+def channel_choice(rb: Session) -> ChannelChoice:
+    """The account plugin and channel TLS that connect this source and this Aurora (reads both)."""
+    src = rb.source()
+    status = src.scalar("SELECT PLUGIN_STATUS FROM information_schema.PLUGINS "
+                        "WHERE PLUGIN_NAME = 'mysql_native_password'")
+    return choose_channel(src.identity, rb.aurora().identity, tls=rb.params.replication_ssl,
+                          native_password=native_password_active(src.identity, status))
+
+
+def channel_specs(params: RunbookParameters, choice: ChannelChoice | None = None) -> dict[str, ChannelSpec]:
+    """The wanted configuration of both directions, from the parameters and the *choice* of TLS per
+    direction (without one, Aurora's channel TLS is not compared; the source's follows replication_ssl)."""
     p = params
     return {TO_AURORA: ChannelSpec(TO_AURORA, p.source_host_for_aurora(), p.source_port, p.replication_user,
-                                   p.replication_ssl),
+                                   choice.to_aurora_tls if choice else None),
             TO_SOURCE: ChannelSpec(TO_SOURCE, p.aurora_host_for_source(), p.aurora_port, p.replication_user,
-                                   p.replication_ssl, p.replication_connect_retry)}
+                                   choice.to_source_tls if choice else p.replication_ssl,
+                                   p.replication_connect_retry)}
 
 
 @dataclass(frozen=True)
@@ -124,7 +192,9 @@ def channel_needs(spec: ChannelSpec, status: ReplicaStatus | None) -> ChannelNee
     if diff:
         return ChannelNeeds(d, stop + ("set", "start"), "configured differently: " + "; ".join(diff))
     if s.last_io_errno in AUTH_ERRNOS and s.io_running != "Yes":
-        why = f"the IO thread cannot log in (error {s.last_io_errno}): set the password from the secret again"
+        why = (f"the IO thread cannot log in (error {s.last_io_errno}): " +
+               ("the account's caching_sha2_password needs TLS on this channel: set it again with the chosen "
+                "TLS" if s.last_io_errno == CR_AUTH_PLUGIN_ERR else "set the password from the secret again"))
         return ChannelNeeds(d, stop + ("set", "start"), why)
     if s.last_sql_errno and s.sql_running != "Yes":
         return ChannelNeeds(d, (), f"stopped on SQL error {s.last_sql_errno}: not fixed by this phase "
@@ -160,9 +230,15 @@ def advice(direction: str, status: ReplicaStatus | None, user: str = "the replic
     io, sql = status.last_io_errno, status.last_sql_errno
     if status.running and not status.errors:
         return ""
+    if io == CR_AUTH_PLUGIN_ERR:
+        return (f"{replica} cannot log in to {source} as {user!r} (error {io}): the account uses "
+                "caching_sha2_password, which fails to authenticate on a channel without TLS, whatever the "
+                "password, once the server's authentication cache no longer holds it (Source_SSL_Allowed is "
+                f"{'Yes' if status.ssl_allowed else 'No'}); run 05_replication again: it chooses TLS where "
+                "Aurora offers it (mysql.rds_set_binlog_source_ssl, 3.06+) or an account that works without")
     if io in AUTH_ERRNOS:
         return (f"{replica} cannot log in to {source} as {user!r} (error {io}): the secret "
-                "replication_password does not match the account (or TLS is off for caching_sha2_password); "
+                "replication_password does not match the account; "
                 "fix the secret, then run 05_replication again: it sets the password on both channels")
     if io in NETWORK_ERRNOS:
         return (f"{replica} cannot reach {status.source_host}:{status.source_port}: check {source}_host / "
@@ -235,7 +311,7 @@ def show_directions(rb: Session, statuses: Mapping[str, ReplicaStatus | None]) -
     """Both directions side by side, the first failed check of each with its advice, a verdict line;
     then :func:`require_running`, and ReplicationError if a channel differs from the parameters."""
     show_table(side_by_side(statuses))
-    results = direction_checks(statuses, channel_specs(rb.params))
+    results = direction_checks(statuses, channel_specs(rb.params, channel_choice(rb)))
     failed = [r for r in results if r.status == "fail"]
     first = {r.item.split(":")[0]: r for r in reversed(failed)}
     if first:

@@ -122,7 +122,7 @@ class LagSamples:
                             columns=SAMPLE_COLUMNS).astype({"heartbeat_lag_s": "float64", "seconds_behind": "float64"})
 
     def stats(self) -> pd.DataFrame:
-        """Per direction: samples, heartbeat lag p50 / p95 / max (s), Seconds_Behind max, NULL count."""
+        """Per direction: samples, heartbeat lag p50 / p95 / p99 / max (s), Seconds_Behind max, NULL count."""
         frame, rows = self.to_frame(), []
         for d in self.directions:
             part = frame[frame["direction"] == d]
@@ -130,11 +130,12 @@ class LagSamples:
             rows.append({"direction": d, "samples": len(part),
                          "heartbeat_p50_s": round(hb.median(), 4) if len(hb) else None,
                          "heartbeat_p95_s": round(hb.quantile(0.95), 4) if len(hb) else None,
+                         "heartbeat_p99_s": round(hb.quantile(0.99), 4) if len(hb) else None,
                          "heartbeat_max_s": round(hb.max(), 4) if len(hb) else None,
                          "seconds_behind_max": None if sb.dropna().empty else int(sb.max()),
                          "seconds_behind_null": int(sb.isna().sum())})
         return pd.DataFrame(rows, columns=["direction", "samples", "heartbeat_p50_s", "heartbeat_p95_s",
-                                           "heartbeat_max_s", "seconds_behind_max", "seconds_behind_null"])
+                                           "heartbeat_p99_s", "heartbeat_max_s", "seconds_behind_max", "seconds_behind_null"])
 
 
 # --- the monitor --------------------------------------------------------------------------------
@@ -326,17 +327,14 @@ class HeartbeatMonitor:
                           self.poll_interval, tuple(self._errors))
 
     def latest(self) -> dict[str, float | None]:
-        """The newest heartbeat lag of each direction while running (None: none sampled yet)."""
-        out: dict[str, float | None] = dict.fromkeys(self.directions)
+        """The last sampled heartbeat lag of each direction so far (for a live view); {} before any."""
+        found: dict[str, float | None] = {}
         with self._lock:
             for s in reversed(self._samples):
-                if out[s.direction] is None:
-                    out[s.direction] = s.heartbeat_lag_s
-                if all(v is not None for v in out.values()):
+                found.setdefault(s.direction, s.heartbeat_lag_s)
+                if len(found) == len(self.directions):
                     break
-        if self._failures:
-            raise self._failures[0]
-        return out
+        return found
 
     def to_frame(self) -> pd.DataFrame:
         with self._lock:

@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover - import for annotations only
     from runbook_lib.mysql.connection import Endpoint
 
 TLS_MODES = ("disabled", "preferred", "required", "verify_ca")
-BACKUP_METHODS = ("xtrabackup", "clone")
+BACKUP_METHODS = ("xtrabackup", "clone", "xtrabackup_ssh", "s3")
+STREAM_FORMATS = ("xbstream", "xbstream.gz", "tar.gz")     # what AWS accepts of XtraBackup's --stream
+XTRABACKUP_SERIES = ("", "2.4", "8.0", "8.4")
 _REQUIRED = dataclasses.MISSING
 _PLACEHOLDER = re.compile(r"<[^<>]+>")  # as in parameters/example-aws.yaml
 
@@ -114,7 +116,7 @@ class RunbookParameters:
     replication_user: str = _p("replication account created on both sides", "replicator")
     replication_password: str = _p("secret reference for replication_user's password", secret=True)
     replication_user_host: str = _p("host part of the replication account", "%")
-    replication_ssl: bool = _p("replicate over TLS (SOURCE_SSL=1 / ssl_encryption=1)", True)
+    replication_ssl: bool = _p("replicate over TLS (SOURCE_SSL=1; on Aurora rds_set_binlog_source_ssl, 3.06+)", True)
     replication_connect_retry: int = _p("seconds between reconnect attempts of a replica", 10,
                                         low=1, high=86400)
 
@@ -127,6 +129,26 @@ class RunbookParameters:
     # --- output ---
     run_dir: str = _p("folder that receives run folders", "runs")
     report_s3_uri: str = _p("s3://bucket/prefix to upload reports to; empty = keep local", "")
+
+    # --- issue 11 (items 2 and 4): the WARN window of phase 2; where XtraBackup runs ---
+    source_gtid_warn_seconds: int = _p("seconds phase 2 holds enforce_gtid_consistency=WARN under normal load, "
+                                       "watching for GTID-unsafe statements, before ON; 0 = no window", 3600,
+                                       low=0, high=7 * 86400)
+    backup_ssh_host: str = _p("xtrabackup_ssh: the source's host as ssh reaches it; empty = source_host", "")
+    backup_ssh_port: int = _p("xtrabackup_ssh: ssh port of the source's host", 22, low=1, high=65535)
+    backup_ssh_user: str = _p("xtrabackup_ssh: ssh user on the source's host (may run xtrabackup, reads the "
+                              "data directory); empty = ssh's default", "")
+    backup_ssh_key: str = _p("xtrabackup_ssh: private key FILE (a path, never the key); empty = ssh-agent or "
+                             "~/.ssh/config", "")
+    backup_ssh_known_hosts: str = _p("xtrabackup_ssh: known_hosts file holding the host's key; empty = ssh's "
+                                     "default (the host key is always checked)", "")
+    backup_spool_dir: str = _p("xtrabackup_ssh: directory on the source's host that keeps a copy of the stream, "
+                               "so an interrupted upload continues; empty = pipe only", "")
+    backup_stream_format: str = _p("xtrabackup_ssh: format of the stream in S3", "xbstream", choices=STREAM_FORMATS)
+    backup_part_mib: int = _p("xtrabackup_ssh: S3 multipart part size in MiB", 64, low=5, high=5120)
+    xtrabackup_version: str = _p("XtraBackup series on the source's host; empty = the one for the source's "
+                                 "MySQL (5.7: 2.4, 8.0: 8.0, 8.4: 8.4)", "", choices=XTRABACKUP_SERIES)
+    backup_s3_name: str = _p("s3: the backup the DBA already uploaded, at s3://s3_bucket/s3_prefix<name>/", "")
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -368,7 +390,19 @@ def _check_together(p: RunbookParameters, source: str) -> None:
         if not _SCHEMA.match(schema):
             fail("app_schemas", f"{schema!r} is not a plain schema name")
     _check_scopes(p, fail)
+    _check_backup(p, fail)
     approval.Approvals.build((), p.approvals, scopes=p.scopes, source=source)
+
+
+def _check_backup(p: RunbookParameters, fail) -> None:
+    if "PRIVATE KEY" in p.backup_ssh_key or "\n" in p.backup_ssh_key:
+        fail("backup_ssh_key", "holds a key, not a path", "give the key file's path, or leave it empty for ssh-agent")
+    if p.backup_method == "s3" and not re.match(r"^[A-Za-z0-9_.\-]+$", p.backup_s3_name):
+        fail("backup_s3_name", f"{p.backup_s3_name!r} is not a folder name under s3_prefix",
+             "with backup_method s3, name the folder the backup was uploaded to")
+    if p.backup_stream_format == "tar.gz" and p.xtrabackup_version not in ("", "2.4"):
+        fail("backup_stream_format", f"tar.gz needs XtraBackup 2.4, not {p.xtrabackup_version}",
+             "XtraBackup 8.0 and 8.4 stream xbstream only")
 
 
 def _check_scopes(p: RunbookParameters, fail) -> None:

@@ -143,10 +143,13 @@ class ReplicationError(ServerError):
 
 
 class NotCaughtUp(ReplicationError):
-    def __init__(self, server: str, missing: str, waited: float) -> None:
-        self.missing = missing
-        super().__init__(server, f"did not catch up within {waited:.0f}s; still missing {missing}",
-                         hint="check the replica status of this direction for errors and lag")
+    """A wait for a replica gave up.  ``cause``: what its channel reports (errors, or how far behind)."""
+
+    def __init__(self, server: str, missing: str, waited: float, *, cause: str = "", hint: str = "") -> None:
+        self.missing, self.cause = missing, cause
+        super().__init__(server, f"did not catch up within {waited:.0f}s; still missing {missing}"
+                                 + (f"; its channel reports: {cause}" if cause else ""),
+                         hint=hint or "check the replica status of this direction for errors and lag")
 
 
 # --- workflow ---------------------------------------------------------------
@@ -180,6 +183,28 @@ class NotApplied(RunbookError):
 
 class PlanStale(RunbookError):
     """What a plan was built from changed before it was applied."""
+
+
+class SwitchRolledBack(RunbookError):
+    """A cut-over or fallback failed or ran out of time part-way and was undone: the scope is served
+    where it was before.  ``cause``: what failed; ``undone``: what was done to put it back."""
+
+    def __init__(self, step: str, cause: str, undone: list[str], served_on: str, *, hint: str = "") -> None:
+        self.step, self.cause, self.undone, self.served_on = step, cause, undone, served_on
+        super().__init__(f"step {step!r} did not complete and was ROLLED BACK: {cause}. Undone: "
+                         f"{'; '.join(undone) or 'nothing had changed yet'}. The scope is served on {served_on} "
+                         "as before", hint=hint or "fix the cause, then run this notebook again")
+
+
+class RollbackIncomplete(RunbookError):
+    """A failed switch could not be put back entirely: ``left`` says what is still out of place."""
+
+    def __init__(self, step: str, cause: str, undone: list[str], left: list[str], *, hint: str = "") -> None:
+        self.step, self.cause, self.undone, self.left = step, cause, undone, left
+        super().__init__(f"step {step!r} failed ({cause}) and its ROLLBACK IS INCOMPLETE: still out of place: "
+                         f"{'; '.join(left)}. Undone so far: {'; '.join(undone) or 'nothing'}",
+                         hint=hint or "the scope may be open on both sides or on neither: keep its application "
+                                      "stopped, fix the cause, then run this notebook again in either direction")
 
 
 # --- cloud and lab ----------------------------------------------------------

@@ -21,3 +21,15 @@ def record(section: str, figures: dict) -> None:
     path = Path(run_dir) / "figures" / f"{section}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2, default=str))
+
+
+def append(section: str, item: dict) -> None:
+    """Like :func:`record`, for a section that keeps a list: ``item`` is added to what this run kept
+    under ``section`` before (every cut-over and fallback of a run, say).  Nothing outside a run."""
+    run_dir = os.environ.get(FIGURES_ENV)
+    if not run_dir:
+        return
+    path = Path(run_dir) / "figures" / f"{section}.json"
+    kept = json.loads(path.read_text()) if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*kept, item], indent=2, default=str))

@@ -1,7 +1,9 @@
 """Aurora MySQL DB cluster parameter groups as the lab endpoint serves them.
 
-The engine defaults of families ``aurora-mysql5.7`` (Aurora 2) and ``aurora-mysql8.0``
-(Aurora 3), how AWS validates a change to them, and how a group's values drive the lab's
+The engine defaults of families ``aurora-mysql5.7`` (Aurora 2), ``aurora-mysql8.0`` (Aurora 3)
+and ``aurora-mysql8.4`` (Aurora MySQL 8.4: engine versions ``8.4.mysql_aurora.8.4.x``, the same
+Aurora 3 parameters, ``require_secure_transport`` ON by default -- AWS, "Aurora MySQL version 8.4
+compatible with MySQL 8.4" and "Comparing Aurora MySQL version 3 and Aurora MySQL version 8.4"), how AWS validates a change to them, and how a group's values drive the lab's
 Aurora stand-in (a MySQL 9.7 ``mysqld``).  Pure data and functions: no server, no moto.
 
 Facts, from the Aurora User Guide ("Aurora MySQL configuration parameters", cluster-level
@@ -26,8 +28,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FAMILIES = ("aurora-mysql5.7", "aurora-mysql8.0")
-V2, V3, BOTH = ("aurora-mysql5.7",), ("aurora-mysql8.0",), FAMILIES
+FAMILIES = ("aurora-mysql5.7", "aurora-mysql8.0", "aurora-mysql8.4")
+V2, V3, BOTH = ("aurora-mysql5.7",), ("aurora-mysql8.0", "aurora-mysql8.4"), FAMILIES   # V3: Aurora 3 and later
+V84 = ("aurora-mysql8.4",)
 MAX_PARAMETERS_PER_MODIFY = 20
 BINLOG_BASENAME = "mysql-bin-changelog"       # Aurora's binary log file names
 _CHARSETS = ("armscii8,ascii,big5,binary,cp1250,cp1251,cp1256,cp1257,cp850,cp852,cp866,cp932,dec8,"
@@ -133,7 +136,10 @@ PARAMETERS: tuple[ClusterParam, ...] = (
     _p("lower_case_table_names", "Table names stored in lowercase (Aurora 3: at cluster creation only).",
        apply_type="static", allowed="0,1"),
     _p("read_only", "No updates except from replica threads.", **_BOOL),
-    _p("require_secure_transport", "Client connections must use TLS.", **_BOOL),
+    _p("require_secure_transport", "Client connections must use TLS.", ("aurora-mysql5.7", "aurora-mysql8.0"),
+       **_BOOL),
+    _p("require_secure_transport", "Client connections must use TLS (ON by default on Aurora MySQL 8.4).",
+       V84, **_BOOL, default="1"),
 )
 
 # Further cluster-level names from the same AWS table: accepted with any value, not wired.
@@ -200,7 +206,10 @@ ENGINE_VERSIONS = (
     ("8.0.mysql_aurora.3.04.0", "8.0.28"), ("8.0.mysql_aurora.3.04.1", "8.0.28"),
     ("8.0.mysql_aurora.3.05.2", "8.0.32"), ("8.0.mysql_aurora.3.06.0", "8.0.34"),
     ("8.0.mysql_aurora.3.07.1", "8.0.36"), ("8.0.mysql_aurora.3.08.0", "8.0.39"),
+    ("8.4.mysql_aurora.8.4.7", "8.4.7"),
 )
+#: The default engine version of each Aurora major version the lab's stand-in can play (``--aurora``).
+ENGINE_VERSION_FOR = {"3": "8.0.mysql_aurora.3.08.0", "8.4": "8.4.mysql_aurora.8.4.7"}
 DEFAULT_ENGINE_VERSION = "8.0.mysql_aurora.3.08.0"
 
 

@@ -41,11 +41,32 @@ AURORA3_ONLY_PROCEDURES = (
     "rds_set_source_auto_position",
 )
 
-#: Aurora's public procedures this stand-in offers (Aurora 3 has all of them).
-AURORA_PROCEDURES = (
+#: Procedures that exist only from Aurora MySQL 3.04 on (dropped for Aurora 2 and 3.01-3.03).
+SINCE_3_04_PROCEDURES = ("rds_gtid_purged",)
+
+#: Aurora 2's names that the stand-in does not offer as Aurora 8.4: AWS documents them as
+#: "Aurora MySQL version 2" procedures and MySQL 8.4 removed the MASTER words; the runbook never
+#: needs them there, so the lab does not pretend they exist.
+AURORA2_NAMES = (
     "rds_set_external_master_with_auto_position",
     "rds_reset_external_master",
     "rds_set_master_auto_position",
+)
+
+#: TLS on the external channel: "supported for Aurora MySQL version 3.06 and higher" (AWS,
+#: "Configuring, starting, and stopping binary log (binlog) replication").
+BINLOG_SOURCE_SSL_PROCEDURE = "rds_set_binlog_source_ssl"
+BINLOG_SOURCE_SSL_SINCE = (3, 6, 0)
+
+#: Client certificates for the channel: "supported for Aurora MySQL version 2: 2.09.2, 2.10.0, 2.10.1,
+#: and 2.11.0; and version 3: 3.01.1 and higher" (same page); the remove procedure goes with it.
+SSL_MATERIAL_PROCEDURES = ("rds_import_binlog_ssl_material", "rds_remove_binlog_ssl_material")
+SSL_MATERIAL_AURORA2 = ((2, 9, 2), (2, 10, 0), (2, 10, 1), (2, 11, 0))
+SSL_MATERIAL_SINCE = (3, 1, 1)
+
+#: Aurora's public procedures this stand-in offers (Aurora 3.06+ has all of them).
+AURORA_PROCEDURES = (
+    *AURORA2_NAMES,
     *AURORA3_ONLY_PROCEDURES,
     "rds_start_replication",
     "rds_stop_replication",
@@ -53,6 +74,9 @@ AURORA_PROCEDURES = (
     "rds_skip_transaction_with_gtid",
     "rds_set_configuration",
     "rds_show_configuration",
+    BINLOG_SOURCE_SSL_PROCEDURE,
+    *SSL_MATERIAL_PROCEDURES,
+    *SINCE_3_04_PROCEDURES,
 )
 
 SUPERUSER_ROLE = "rds_superuser_role"
@@ -85,13 +109,34 @@ FORBIDDEN_PRIVILEGES = ("SUPER", "REPLICATION_SLAVE_ADMIN", "SYSTEM_VARIABLES_AD
 
 
 def parse_aurora_version(version: str) -> tuple[int, int, int]:
-    """``'3.08.0'`` or ``'8.0.mysql_aurora.3.08.0'`` -> ``(3, 8, 0)``."""
+    """``'3.08.0'`` or ``'8.0.mysql_aurora.3.08.0'`` -> ``(3, 8, 0)``; ``'8.4.7'`` -> ``(8, 4, 7)``.
+
+    Aurora MySQL 8.4 numbers its versions ``8.4.<minor>`` (engine version ``8.4.mysql_aurora.8.4.7``;
+    AWS, "Aurora MySQL version 8.4 compatible with MySQL 8.4").
+    """
     text = version.strip().rsplit("mysql_aurora.", 1)[-1]
     match = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if not match or int(match.group(1)) not in (2, 3):
-        raise LabError(f"aurora_version {version!r} is not an Aurora MySQL 2.x or 3.x version",
-                       hint="give it like '3.08.0' or '2.12.1'")
+    if not match or not (int(match.group(1)) in (2, 3) or match.group(1, 2) == ("8", "4")):
+        raise LabError(f"aurora_version {version!r} is not an Aurora MySQL 2.x, 3.x or 8.4.x version",
+                       hint="give it like '3.08.0', '2.12.1' or '8.4.7'")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def procedures_for(aurora_version: str) -> tuple[str, ...]:
+    """The public ``mysql.rds_*`` procedures the stand-in offers as this Aurora version."""
+    v = parse_aurora_version(aurora_version)
+    drop = set()
+    if v[0] == 2:
+        drop |= set(AURORA3_ONLY_PROCEDURES)
+    if v[0] == 8:
+        drop |= set(AURORA2_NAMES)
+    if v < BINLOG_SOURCE_SSL_SINCE:
+        drop.add(BINLOG_SOURCE_SSL_PROCEDURE)
+    if v not in SSL_MATERIAL_AURORA2 and v < SSL_MATERIAL_SINCE:
+        drop |= set(SSL_MATERIAL_PROCEDURES)
+    if v < (3, 4, 0):
+        drop |= set(SINCE_3_04_PROCEDURES)
+    return tuple(p for p in AURORA_PROCEDURES if p not in drop)
 
 
 def master_user_grants(aurora_version: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -156,7 +201,6 @@ def install_aurora_standin(conn: pymysql.connections.Connection, *, aurora_versi
     Commits any transaction open on ``conn`` first.  Raises :class:`LabError`.
     """
     direct, role = master_user_grants(aurora_version)
-    generation = parse_aurora_version(aurora_version)[0]
     if not admin_password:
         raise LabError("the Aurora stand-in's admin account needs a password")
     conn.commit()          # sql_log_bin cannot change inside a transaction: end any open one first
@@ -177,8 +221,9 @@ def install_aurora_standin(conn: pymysql.connections.Connection, *, aurora_versi
             cur.execute(statement)
         for statement in split_sql_script(_sql_script()):
             cur.execute(statement)
-        if generation == 2:
-            for name in AURORA3_ONLY_PROCEDURES:
+        offered = procedures_for(aurora_version)
+        for name in AURORA_PROCEDURES:
+            if name not in offered:
                 statement = f"DROP PROCEDURE IF EXISTS mysql.{name}"
                 cur.execute(statement)
         statement = "REPLACE INTO mysql.rds_sysinfo (name, value) VALUES ('aurora_version', %s)"
@@ -241,7 +286,4 @@ def standin_installed(conn: pymysql.connections.Connection) -> bool:
         row = cur.fetchone()
     if not row:
         return False
-    expected = len(AURORA_PROCEDURES)
-    if parse_aurora_version(row[0])[0] == 2:
-        expected -= len(AURORA3_ONLY_PROCEDURES)
-    return found >= expected
+    return found >= len(procedures_for(row[0]))

@@ -96,6 +96,9 @@ class AuroraWiring:
         self.bound: tuple[object, str] | None = None    # (rds backend, cluster id) the server plays
         self._session, self._clients, self._clients_lock = boto3.session.Session(), {}, threading.Lock()
         self._standin_major: str | None = None
+        #: 'kept': a restore keeps the backup's GTID history; 'lost': it comes up with none (AWS does not
+        #: promise either: the runbook's phase 4 must find out and set it, see gtid_position.py).
+        self.restore_gtids = "kept"
 
     # -- records -------------------------------------------------------------
     def adopt(self, cluster: DBCluster, status: str) -> LabCluster:
@@ -219,7 +222,7 @@ class AuroraWiring:
         keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
         where = f"s3://{bucket}/{prefix}"
         if any(k.rsplit("/", 1)[-1] in ("xtrabackup_checkpoints", "xtrabackup_info") or
-               k.endswith((".xbstream", ".tar.gz", ".tar")) for k in keys):
+               re.search(r"\.(xbstream|tar|gz)\d*$", k) for k in keys):     # split pieces too: backup.xbstream00
             raise LabError(f"{where} holds a Percona XtraBackup backup, which the lab cannot prepare",
                            hint="upload a MySQL clone-plugin copy instead: CLONE LOCAL DATA DIRECTORY = "
                                 "'/dir', then its files under the prefix")
@@ -253,6 +256,8 @@ class AuroraWiring:
                     install_aurora_standin(conn, aurora_version=ad.aurora_version(cluster.engine_version),
                                            admin_user=admin_user, admin_host="%",
                                            admin_password=admin_password)
+                    if self.restore_gtids == "lost":
+                        forget_gtid_history(conn)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -325,6 +330,14 @@ def forget_source(conn: pymysql.connections.Connection) -> None:
                 cur.execute("DROP USER %s@%s", (user, host))
             except pymysql.err.MySQLError as e:    # a definer of a view or trigger: Aurora keeps it orphaned
                 log.warning("restore: kept account %s@%s: %s", user, host, e)
+
+
+def forget_gtid_history(conn: pymysql.connections.Connection) -> None:
+    """A restored server that came up without the backup's GTID history (the stand-in's 'lost'
+    restore): gtid_executed and gtid_purged empty, the data as it was."""
+    with conn.cursor() as cur:
+        cur.execute("RESET BINARY LOGS AND GTIDS")
+    log.info("restore: the GTID history was not kept (restore_gtids=lost)")
 
 
 def group_of(backend, name: str) -> tuple[str, dict[str, str]]:

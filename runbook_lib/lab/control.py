@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as pysecrets
 import shutil
 import signal
@@ -42,6 +43,8 @@ AURORA_OPTIONS: dict[str, str | None] = {
 }
 #: The IAM role of parameters/lab.yaml's restore_role_arn (the endpoint's RestoreDBClusterFromS3 checks it exists).
 RESTORE_ROLE = "runbook-restore-from-s3"
+#: What `runbook lab up --aurora` accepts: Aurora MySQL 3 (8.0) or Aurora MySQL 8.4.
+AURORA_CHOICES = ("3", "8.4")
 SECRET_NAMES = {"onprem_dba": "runbook-lab/onprem/dba", "aurora_admin": "runbook-lab/aurora/admin",
                 "replicator": "runbook-lab/replicator"}
 
@@ -55,6 +58,7 @@ class LabState:
     mysqld: str
     passwords: dict[str, str] = field(default_factory=dict)
     persona_rows: int = 500_000
+    aurora: str = ""            # the Aurora major version the stand-in plays: "3" or "8.4" ('' before: 3)
 
     @property
     def onprem_port(self) -> int:
@@ -113,6 +117,28 @@ def _save_state(state: LabState) -> None:
     tmp.replace(path)
 
 
+def mysqld_major(state: LabState) -> tuple[int, int]:
+    """The lab mysqld's own major version, from ``mysqld --version``."""
+    out = subprocess.run(state.runner().command("--version"), capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Ver (\d+)\.(\d+)", out)
+    if not found:
+        raise LabError(f"cannot read a version from `mysqld --version`: {out.strip()[:80]!r}")
+    return int(found[1]), int(found[2])
+
+
+def default_aurora(state: LabState) -> str:
+    """The Aurora the stand-in plays unless told: the one closest to the lab's own MySQL (8.4 for a
+    mysqld 8.4 or later, such as the lab's 9.7; 3 for an 8.0 mysqld)."""
+    return "8.4" if mysqld_major(state) >= (8, 4) else "3"
+
+
+def aurora_version(state: LabState) -> str:
+    """The Aurora version the stand-in plays, as @@aurora_version reads (``'8.4.7'``, ``'3.08.0'``)."""
+    from runbook_lib.lab.aurora_defaults import ENGINE_VERSION_FOR
+    from runbook_lib.lab.aurora_defaults import aurora_version as of_engine
+    return of_engine(ENGINE_VERSION_FOR[state.aurora or "3"])
+
+
 def _new_state(name: str, port_base: int, persona_rows: int) -> LabState:
     host_mysqld = os.environ.get("RUNBOOK_LAB_MYSQLD", "")
     if host_mysqld:
@@ -159,7 +185,8 @@ def _build_aurora(inst: MysqldInstance, state: LabState) -> None:
     inst.start()
     inst.bootstrap_labroot()
     with inst.connect(cursorclass=pymysql.cursors.Cursor) as conn:
-        install_aurora_standin(conn, admin_password=state.passwords["aurora_admin"])
+        install_aurora_standin(conn, aurora_version=aurora_version(state),
+                               admin_password=state.passwords["aurora_admin"])
 
 
 # -- the endpoint process ----------------------------------------------------
@@ -302,15 +329,25 @@ def _refuse_ephemeral_ports(base: int) -> None:
 # -- public operations -------------------------------------------------------
 
 def up(name: str | None = None, *, port_base: int | None = None, persona_rows: int | None = None,
-       say=print) -> LabState:
-    """Bring the lab up; idempotent.  Builds what is missing, starts what is stopped."""
+       aurora: str | None = None, say=print) -> LabState:
+    """Bring the lab up; idempotent.  Builds what is missing, starts what is stopped.
+
+    *aurora*: the Aurora major version the stand-in plays ("3" or "8.4"), remembered in the lab's
+    state; default for a new lab: :func:`default_aurora`.
+    """
     started = time.monotonic()
     name = lab_name(name)
+    if aurora is not None and aurora not in AURORA_CHOICES:
+        raise LabError(f"--aurora {aurora!r} is not one of {', '.join(AURORA_CHOICES)}")
     try:
         state = load_state(name)
         if port_base is not None and port_base != state.port_base:
             raise LabError(f"lab {name!r} exists on port base {state.port_base}, not {port_base}",
                            hint="run `runbook lab down --destroy` first, or use another RUNBOOK_LAB_NAME")
+        if aurora is not None and aurora != (state.aurora or "3"):
+            raise LabError(f"lab {name!r} plays Aurora {state.aurora or '3'}, not {aurora}",
+                           hint=f"run `runbook lab reset --aurora {aurora}` (a fresh lab), or use another "
+                                "RUNBOOK_LAB_NAME")
     except LabError:
         if state_file(name).exists():
             raise
@@ -318,6 +355,7 @@ def up(name: str | None = None, *, port_base: int | None = None, persona_rows: i
         rows = persona_rows or int(os.environ.get("RUNBOOK_LAB_ROWS", "500000"))
         _refuse_ephemeral_ports(base)
         state = _new_state(name, base, rows)
+        state.aurora = aurora or default_aurora(state)
         _save_state(state)
     state.home.mkdir(parents=True, exist_ok=True)
     _ensure_backup_dir(state)

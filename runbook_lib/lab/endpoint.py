@@ -66,6 +66,7 @@ class LabRDSResponse(RDSResponse):
     """The RDS actions of :data:`LAB_ACTIONS`: moto's where it has them, then wired to the lab."""
 
     wiring: AuroraWiring   # set by serve()
+    default_engine_version: str = ad.DEFAULT_ENGINE_VERSION   # the Aurora the lab plays (`lab up --aurora`)
 
     # -- checks ------------------------------------------------------------
     @staticmethod
@@ -89,7 +90,7 @@ class LabRDSResponse(RDSResponse):
             raise InvalidParameterValue(f"Invalid DB engine: {p['Engine']}; S3 restores make aurora-mysql")
         if p["SourceEngine"] != "mysql":
             raise InvalidParameterValue(f"Invalid source engine: {p['SourceEngine']}. Valid value: mysql")
-        version = p.get("EngineVersion") or ad.DEFAULT_ENGINE_VERSION
+        version = p.get("EngineVersion") or self.default_engine_version
         self._check_version(version)
         family = ad.family_of(version)
         source = re.match(r"\d+\.\d+", p["SourceEngineVersion"])
@@ -204,7 +205,7 @@ class LabRDSResponse(RDSResponse):
         p = self.params
         if p.get("Engine") != "aurora-mysql":
             return super().create_db_cluster()
-        version = p.get("EngineVersion") or ad.DEFAULT_ENGINE_VERSION
+        version = p.get("EngineVersion") or self.default_engine_version
         self._check_version(version)
         self._check_group(p.get("DBClusterParameterGroupName"), ad.family_of(version))
         super().create_db_cluster()
@@ -313,11 +314,15 @@ class LabMiddleware:
         return parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0] in LAB_ACTIONS
 
 
-def serve(aurora: MysqldInstance, port: int, timings: Timings | None = None, host: str = "127.0.0.1") -> None:
-    """Serve until SIGTERM or SIGINT (blocking)."""
+def serve(aurora: MysqldInstance, port: int, timings: Timings | None = None, host: str = "127.0.0.1",
+          restore_gtids: str = "kept", engine_version: str = ad.DEFAULT_ENGINE_VERSION) -> None:
+    """Serve until SIGTERM or SIGINT (blocking); *engine_version*: the default of CreateDBCluster and
+    RestoreDBClusterFromS3 (so its family's ``default.<family>`` group), the Aurora the lab plays."""
+    LabRDSResponse.default_engine_version = engine_version
     os.environ.setdefault("MOTO_PORT", str(port))
     url, timings = f"http://{host}:{port}", timings or Timings()
     wiring = AuroraWiring(aurora, url, timings)
+    wiring.restore_gtids = restore_gtids
     LabRDSResponse.wiring = wiring
     server = make_server(host, port, LabMiddleware(DomainDispatcherApplication(create_backend_app)),
                          threaded=True, request_handler=MotoRequestHandler)
@@ -348,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric-interval", type=float,
                         default=float(env("RUNBOOK_LAB_METRIC_INTERVAL", "1")),
                         help="seconds between AuroraBinlogReplicaLag data points")
+    parser.add_argument("--restore-gtids", choices=("kept", "lost"), default=env("RUNBOOK_LAB_RESTORE_GTIDS", "kept"),
+                        help="whether a restore from S3 keeps the backup's GTID history (AWS promises neither)")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -358,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = load_state(args.lab_name)
         serve(instances(state)["aurora"], state.endpoint_port,
-              Timings(args.failover_down, args.failover_read_only, args.metric_interval))
+              Timings(args.failover_down, args.failover_read_only, args.metric_interval),
+              restore_gtids=args.restore_gtids, engine_version=ad.ENGINE_VERSION_FOR[state.aurora or "3"])
     except (RunbookError, OSError) as e:
         log.error("lab endpoint: %s", e)
         return 1

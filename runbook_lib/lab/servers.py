@@ -121,6 +121,11 @@ class MysqldInstance:
                  f"log-error={i(self.error_log)}", f"port={self.port}", "bind-address=127.0.0.1",
                  "mysqlx=OFF", "secure-file-priv=", f"server-id={self.server_id}",
                  "skip-name-resolve", "innodb_buffer_pool_size=256M", "innodb_redo_log_capacity=256M", "max_connections=300"]
+        # A directory outside the data directory that InnoDB knows, as a DBA's second disk would be:
+        # where `runbook lab break outside-datadir` puts a table (DATA DIRECTORY needs a known one).
+        elsewhere = self.runtime_dir.parent / "elsewhere"
+        elsewhere.mkdir(exist_ok=True)
+        lines.append(f"innodb_directories={i(elsewhere)}")
         lines += [k if v is None else f"{k}={v}" for k, v in self.base_options.items()]
         lines.append(f"!include {i(self.overrides_file)}")
         self.option_file.write_text("\n".join(lines) + "\n")

@@ -37,8 +37,17 @@ _QUOTED = r"(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|[^\s@`']+)"
 _ROUTINE_HEAD = re.compile(rf"(?P<head>\s*CREATE\s+(?:DEFINER\s*=\s*{_QUOTED}(?:\s*@\s*{_QUOTED})?\s+)?"
                            r"(?:FUNCTION|PROCEDURE)\s+)(?P<exists>IF\s+NOT\s+EXISTS\b)?", re.IGNORECASE)
 
+#: Authentication plugins a replication account may use.
+AUTH_PLUGINS = ("caching_sha2_password", "mysql_native_password")
+#: First Aurora version with ``mysql.rds_set_binlog_source_ssl`` (AWS, "Configuring, starting, and
+#: stopping binary log (binlog) replication": "supported for Aurora MySQL version 3.06 and higher").
+BINLOG_SOURCE_SSL_SINCE = (3, 6, 0)
+
 #: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
 AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
+#: First Aurora MySQL release with ``mysql.rds_gtid_purged`` (Aurora User Guide, "Replicating
+#: transactions using GTIDs": "supported for Aurora MySQL version 3.04 and higher").
+RDS_GTID_PURGED_SINCE = (3, 4, 0)
 
 
 @dataclass(frozen=True, repr=False)
@@ -200,8 +209,9 @@ class Dialect:
         way (e.g. rows repaired after the other side purged its binary logs), so that auto-position
         stops asking for them.  5.7 only accepts it on an empty ``gtid_executed``: commit one empty
         transaction per GTID there (:meth:`skip_gtid_with_empty_transaction`); Aurora refuses it
-        (no SYSTEM_VARIABLES_ADMIN): call :meth:`skip_transaction_with_gtid` once per GTID."""
-        self._native("SET GLOBAL gtid_purged", "skip_transaction_with_gtid() for each GTID")
+        (no SYSTEM_VARIABLES_ADMIN): :meth:`gtid_purged` on 3.04+, else :meth:`skip_transaction_with_gtid` once
+        per GTID."""
+        self._native("SET GLOBAL gtid_purged", "gtid_purged() on 3.04+, else skip_transaction_with_gtid() per GTID")
         if self.identity.version < (8, 0, 0):
             raise UnsupportedServer(self.role, "adding to gtid_purged needs MySQL 8.0 or later",
                                     hint="commit one empty transaction per GTID instead")
@@ -234,6 +244,54 @@ class Dialect:
     def show_binary_log_status(self) -> Sql:
         """File, Position, Executed_Gtid_Set of this server's binary log."""
         return Sql("SHOW BINARY LOG STATUS" if self.identity.version >= (8, 2, 0) else "SHOW MASTER STATUS")
+
+    def gtid_unsafe_logged(self, since: str) -> Sql | None:
+        """GTID-unsafe statements logged since ``since`` (server time) from performance_schema.error_log
+        (MySQL 8.0.22+, "The error_log Table"); None before 8.0.22, where only the error log file has them."""
+        if self.identity.version < (8, 0, 22):
+            return None
+        return Sql("SELECT LOGGED, THREAD_ID, ERROR_CODE, DATA FROM performance_schema.error_log WHERE LOGGED >= %s "
+                   "AND DATA LIKE 'Statement violates GTID consistency%%' ORDER BY LOGGED", (since,))
+    def tablespace_files(self) -> Sql:
+        """InnoDB tablespaces and their data files (columns ``name``, ``path``, ``kind``)."""
+        if self.identity.version >= (8, 0, 0):
+            return Sql("SELECT TABLESPACE_NAME AS name, FILE_NAME AS path, FILE_TYPE AS kind "
+                       "FROM information_schema.FILES WHERE ENGINE = 'InnoDB' AND FILE_TYPE <> 'TEMPORARY'")
+        return Sql("SELECT t.NAME AS name, d.PATH AS path, 'TABLESPACE' AS kind "
+                   "FROM information_schema.INNODB_SYS_DATAFILES d "
+                   "JOIN information_schema.INNODB_SYS_TABLESPACES t USING (SPACE)")
+
+    def encrypted_tablespaces(self) -> Sql | None:
+        """Encrypted InnoDB tablespaces (8.0.13+); None where only the tables' CREATE_OPTIONS tell."""
+        if self.identity.version >= (8, 0, 13):
+            return Sql("SELECT NAME AS name FROM information_schema.INNODB_TABLESPACES WHERE ENCRYPTION = 'Y' "
+                       "ORDER BY NAME")
+        return None
+    def applier_worker_error(self) -> Sql:
+        """The default channel's latest applier worker error: columns n (errno), m (message), g (its GTID).
+
+        ``APPLYING_TRANSACTION`` is 8.0+; 5.7's table has ``LAST_SEEN_TRANSACTION`` (the transaction the
+        worker last saw, which is the one it failed on) -- MySQL 5.7 Reference Manual, "The
+        replication_applier_status_by_worker Table"."""
+        gtid = "APPLYING_TRANSACTION" if self.identity.version >= (8, 0, 0) else "LAST_SEEN_TRANSACTION"
+        return Sql(f"SELECT LAST_ERROR_NUMBER AS n, LAST_ERROR_MESSAGE AS m, {gtid} AS g "
+                   "FROM performance_schema.replication_applier_status_by_worker "
+                   "WHERE CHANNEL_NAME = '' AND LAST_ERROR_NUMBER <> 0 ORDER BY LAST_ERROR_TIMESTAMP DESC LIMIT 1")
+
+    def sequence_runs(self, table: str, run_id: int) -> Sql:
+        """Runs of consecutive ``seq`` per ``origin`` among the rows of one ``run_id`` (argument):
+        columns origin, lo, hi (*table* is trusted, already quoted).  8.0+ numbers the rows with a window function; 5.7 has none and finds
+        each run's first row (no seq - 1) and its end (the first row from there with no seq + 1)."""
+        if self.identity.version >= (8, 0, 0):
+            return Sql(f"SELECT origin, MIN(seq) AS lo, MAX(seq) AS hi FROM (SELECT origin, seq, seq - ROW_NUMBER() "
+                       f"OVER (PARTITION BY origin ORDER BY seq) AS grp FROM {table} WHERE run_id = %s) AS x "
+                       "GROUP BY origin, grp", (run_id,))
+        return Sql(f"SELECT s.origin, s.seq AS lo, (SELECT MIN(e.seq) FROM {table} e WHERE e.run_id = s.run_id "
+                   "AND e.origin = s.origin AND e.seq >= s.seq AND NOT EXISTS (SELECT 1 FROM "
+                   f"{table} n WHERE n.run_id = e.run_id AND n.origin = e.origin AND n.seq = e.seq + 1)) AS hi "
+                   f"FROM {table} s WHERE s.run_id = %s AND NOT EXISTS (SELECT 1 FROM {table} p "
+                   "WHERE p.run_id = s.run_id AND p.origin = s.origin AND p.seq = s.seq - 1)",
+                   (run_id,))
 
     # --- server settings (self-managed MySQL) --------------------------------
 
@@ -272,18 +330,34 @@ class Dialect:
 
     # --- Aurora procedures --------------------------------------------------
 
-    def set_external_source(self, host: str, port: int, user: str, password: str,
-                            ssl_encryption: int) -> Sql:
-        """Make this Aurora cluster a GTID auto-position replica of an external source."""
+    def set_external_source(self, host: str, port: int, user: str, password: str) -> Sql:
+        """Make this Aurora cluster a GTID auto-position replica of an external source.
+
+        The procedure's fifth argument, ``ssl_encryption``, is always 0: for both Aurora generations
+        AWS documents it as "This option isn't currently implemented" ("Configuring, starting, and
+        stopping binary log (binlog) replication").  TLS is :meth:`set_binlog_source_ssl`.
+        """
         proc = self._proc("rds_set_external_master_with_auto_position",
                           "rds_set_external_source_with_auto_position")
         _int_param("port", port, 1, 65535)
-        _int_param("ssl_encryption", ssl_encryption, 0, 1)
-        if ssl_encryption and self.identity.aurora_generation == 2:
-            raise UnsupportedServer(self.role, "ssl_encryption=1 is not implemented by Aurora MySQL 2",
-                                    hint="use ssl_encryption=0 over a private network or VPN")
-        return Sql(f"CALL {proc}(%s, %s, %s, %s, %s)", (host, port, user, password, ssl_encryption),
-                   secret_args=(3,))
+        return Sql(f"CALL {proc}(%s, %s, %s, %s, 0)", (host, port, user, password), secret_args=(3,))
+
+    @property
+    def sets_binlog_source_ssl(self) -> bool:
+        """``mysql.rds_set_binlog_source_ssl`` exists: Aurora MySQL 3.06 and higher (and so 8.4)."""
+        return self.identity.is_aurora and self.identity.aurora_release >= BINLOG_SOURCE_SSL_SINCE
+
+    def set_binlog_source_ssl(self, on: bool) -> Sql:
+        """TLS on this Aurora cluster's external replication channel (``SOURCE_SSL``), encrypted but
+        without verifying the source's certificate (AWS: ``SOURCE_SSL_VERIFY_SERVER_CERT`` "isn't
+        supported").  Aurora 3.06+ only; call it after :meth:`set_external_source`, replication stopped."""
+        proc = self._proc("rds_set_binlog_source_ssl")
+        if not self.sets_binlog_source_ssl:
+            raise UnsupportedServer(self.role, f"{proc} needs Aurora MySQL 3.06 or higher; this is "
+                                    f"{self.identity.describe()}",
+                                    hint="upgrade Aurora, or replicate without TLS with an account whose plugin "
+                                         "works without it (mysql_native_password) over a private network")
+        return Sql(f"CALL {proc}({int(bool(on))})")
 
     def start_replication(self) -> Sql:
         return Sql(f"CALL {self._proc('rds_start_replication')}")
@@ -296,6 +370,27 @@ class Dialect:
 
     def skip_transaction_with_gtid(self, gtid: str) -> Sql:
         return Sql(f"CALL {self._proc('rds_skip_transaction_with_gtid')}(%s)", (_single_gtid(gtid),))
+
+    @property
+    def has_rds_gtid_purged(self) -> bool:
+        """``mysql.rds_gtid_purged`` exists here: Aurora MySQL 3.04 and later."""
+        return (self.identity.aurora_generation == 3
+                and _version_tuple(self.identity.aurora_version) >= RDS_GTID_PURGED_SINCE)
+
+    def gtid_purged(self, gtids: str) -> Sql:
+        """Declare GTIDs executed on Aurora 3.04+ in one call: ``mysql.rds_gtid_purged('+set')`` appends to
+        ``gtid_purged`` ("Replicating transactions using GTIDs"); refused if it overlaps gtid_executed."""
+        proc = self._proc("rds_gtid_purged")
+        if not self.has_rds_gtid_purged:
+            raise UnsupportedServer(self.role, f"mysql.rds_gtid_purged needs Aurora MySQL 3.04+, not "
+                                    f"{self.identity.aurora_version}", hint="skip_transaction_with_gtid() per GTID")
+        try:
+            wanted = GtidSet.parse(gtids.lstrip("+"))
+        except ValueError as e:
+            raise ParameterError("gtids", str(e)) from e
+        if not wanted:
+            raise ParameterError("gtids", "is empty: nothing to declare")
+        return Sql(f"CALL {proc}(%s)", ("+" + str(wanted),))
 
     def reset_external_source(self) -> Sql:
         return Sql(f"CALL {self._proc('rds_reset_external_master', 'rds_reset_external_source')}")
@@ -317,9 +412,20 @@ class Dialect:
         """Plugin for a replication account on *source* (default: this server)."""
         return replication_auth_plugin(source or self.identity)
 
-    def create_replication_user(self, user: str, host: str, password: str) -> Sql:
-        return Sql(f"CREATE USER IF NOT EXISTS %s@%s IDENTIFIED WITH {self.replication_auth_plugin()} BY %s",
+    def create_replication_user(self, user: str, host: str, password: str, plugin: str | None = None) -> Sql:
+        """``CREATE USER``; *plugin* default: :meth:`replication_auth_plugin` of this server."""
+        plugin = plugin or self.replication_auth_plugin()
+        if plugin not in AUTH_PLUGINS:
+            raise ParameterError("plugin", f"{plugin!r} is not one of {', '.join(AUTH_PLUGINS)}")
+        if plugin == "caching_sha2_password" and self.identity.version < (8, 0, 0):
+            raise UnsupportedServer(self.role, "caching_sha2_password does not exist before MySQL 8.0")
+        return Sql(f"CREATE USER IF NOT EXISTS %s@%s IDENTIFIED WITH {plugin} BY %s",
                    (user, host, password), secret_args=(2,))
+
+    def alter_user_plugin(self, user: str, host: str, password: str, plugin: str) -> Sql:
+        """Give an existing account another authentication plugin (and the password again)."""
+        created = self.create_replication_user(user, host, password, plugin)
+        return Sql(created.text.replace("CREATE USER IF NOT EXISTS", "ALTER USER", 1), created.args, (2,))
 
     def grant_replication(self, user: str, host: str) -> Sql:
         return Sql("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s@%s", (user, host))

@@ -1,4 +1,4 @@
-"""Which server is this: MySQL 5.7, 8.0, 8.4 and later, Aurora MySQL 2 or 3.
+"""Which server is this: MySQL 5.7, 8.0, 8.4 and later, Aurora MySQL 2, 3 or 8.4.
 
 :func:`detect_identity` asks the server (``@@version``, ``@@aurora_version``) and returns a
 :class:`ServerIdentity`, whose :class:`Flavor` :mod:`runbook_lib.mysql.dialect` turns into the
@@ -31,6 +31,7 @@ class Flavor(Enum):
     MYSQL84_PLUS = "MySQL 8.4+"      # 8.4 LTS and 9.x: only the REPLICA/SOURCE forms
     AURORA2 = "Aurora MySQL 2"       # MySQL 5.7 compatible
     AURORA3 = "Aurora MySQL 3"       # MySQL 8.0 compatible
+    AURORA84 = "Aurora MySQL 8.4"    # MySQL 8.4 compatible; versions 8.4.<minor> (8.4.7 the first)
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,18 @@ class ServerIdentity:
 
     @property
     def is_aurora(self) -> bool:
-        return self.flavor in (Flavor.AURORA2, Flavor.AURORA3)
+        return self.flavor in (Flavor.AURORA2, Flavor.AURORA3, Flavor.AURORA84)
 
     @property
     def aurora_generation(self) -> int | None:
-        return {Flavor.AURORA2: 2, Flavor.AURORA3: 3}.get(self.flavor)
+        """2, 3, or 8 for Aurora MySQL 8.4 (whose versions read 8.4.x); None when not Aurora."""
+        return {Flavor.AURORA2: 2, Flavor.AURORA3: 3, Flavor.AURORA84: 8}.get(self.flavor)
+
+    @property
+    def aurora_release(self) -> tuple[int, int, int]:
+        """``aurora_version`` as numbers (``'3.06.0'`` -> ``(3, 6, 0)``); ``(0, 0, 0)`` when not Aurora."""
+        numbers = [int(n) for n in re.findall(r"\d+", self.aurora_version.rsplit("mysql_aurora.", 1)[-1])[:3]]
+        return tuple((numbers + [0, 0, 0])[:3]) if numbers else (0, 0, 0)  # type: ignore[return-value]
 
     def describe(self) -> str:
         what = (f"Aurora MySQL {self.aurora_version} (MySQL {self.version_text})" if self.is_aurora
@@ -74,13 +82,15 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def flavor_of(version: tuple[int, int, int], aurora_version: str, *, role: str = "server") -> Flavor:
     """The flavour for a MySQL version and an Aurora version (``''`` when not Aurora)."""
     if aurora_version:
-        generation = aurora_version.split(".")[0]
-        if generation == "2":
+        parts = aurora_version.split(".")
+        if parts[0] == "2":
             return Flavor.AURORA2
-        if generation == "3":
+        if parts[0] == "3":
             return Flavor.AURORA3
+        if parts[:2] == ["8", "4"]:      # AWS, "Aurora MySQL version 8.4 compatible with MySQL 8.4"
+            return Flavor.AURORA84
         raise UnsupportedServer(role, f"Aurora MySQL {aurora_version} is not supported",
-                                hint="this runbook supports Aurora MySQL 2 (5.7) and 3 (8.0)")
+                                hint="this runbook supports Aurora MySQL 2 (5.7), 3 (8.0) and 8.4")
     if version[:2] == (5, 7):
         return Flavor.MYSQL57
     if version[0] == 8 and version[1] < 4:

@@ -9,6 +9,11 @@ deleted).  :func:`ensure` (re)writes the spec when it is missing or differs; ``m
 setup``, ``runbook run`` and the test suite call it.
 
     python -m runbook_lib.run.kernel      # register it (what ``make setup`` does)
+
+:data:`MANAGER` is the kernel manager ``runbook run`` and the notebook tests give papermill: the
+kernel talks to them over local IPC sockets (files in the Jupyter runtime directory) instead of TCP
+ports on 127.0.0.1, which any local user could reach, so ipykernel has no "running over TCP without
+encryption" warning to print into the run's output.
 """
 from __future__ import annotations
 
@@ -16,7 +21,10 @@ import json
 import os
 from pathlib import Path
 
+from jupyter_client.manager import AsyncKernelManager
+
 NAME = "aurora-fallback-runbook"
+MANAGER = "runbook_lib.run.kernel.IpcKernelManager"     # papermill/nbclient ``kernel_manager_class``
 DISPLAY_NAME = "Aurora fallback runbook (Python 3)"
 
 
@@ -50,6 +58,22 @@ def ensure() -> Path:
     tmp.write_text(json.dumps(wanted, indent=1) + "\n")
     tmp.replace(path)
     return path
+
+
+class IpcKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels listen on IPC sockets (transport 'ipc'), not TCP ports."""
+
+    def __init__(self, **kw: object) -> None:
+        import uuid
+
+        from jupyter_core.paths import jupyter_runtime_dir
+        kw.setdefault("transport", "ipc")
+        # the sockets' path prefix: one per kernel (jupyter_client's default, 'kernel-ipc' in the working
+        # directory, would be shared by kernels started side by side), in the user's private runtime dir
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kw.setdefault("ip", str(runtime / f"kernel-{uuid.uuid4().hex[:12]}-ipc"))
+        super().__init__(**kw)
 
 
 if __name__ == "__main__":

@@ -145,11 +145,11 @@ def run(params_file: str | Path, *, only: str = "", run_dir: Path | None = None,
     say(f"run folder: {result.run_dir}")
     try:
         for nb, phase in zip(chosen, result.phases):
-            say(f"== {nb.stem}")
             started = time.monotonic()
             try:
                 papermill.execute_notebook(str(nb), str(result.run_dir / nb.name), parameters=injected[nb.stem],
-                                           kernel_name=KERNEL, language="python", progress_bar=progress,
+                                           kernel_name=KERNEL, kernel_manager_class=kernel.MANAGER,
+                                           language="python", progress_bar=_bar(nb.stem) if progress else False,
                                            cwd=str(notebook_dir), start_timeout=120)
                 phase.status = "ok"
             except PapermillExecutionError as e:
@@ -157,6 +157,7 @@ def run(params_file: str | Path, *, only: str = "", run_dir: Path | None = None,
                 phase.error = f"{e.ename}: {e.evalue}".strip()[:2000]
             finally:
                 phase.seconds = time.monotonic() - started
+            say(phase_line(phase))
             if phase.status == "failed":
                 break
     finally:
@@ -193,10 +194,23 @@ def upload(result: RunResult, params_file: str | Path) -> str:
     return f"s3://{bucket}/{target}/"
 
 
+def _bar(phase: str) -> dict:
+    """papermill's progress bar for one phase: named after it, gone once the phase's line is printed."""
+    return {"desc": phase, "leave": False, "bar_format": "{desc:<24} {bar:30} {n_fmt}/{total_fmt} cells {elapsed}"}
+
+
+def phase_line(p: PhaseResult) -> str:
+    """One line per phase: name, status, seconds; a failure's first line of error and its cell."""
+    line = f"{p.notebook:<24} {p.status:<8} {p.seconds:7.1f}s"
+    if p.status == "failed":
+        line += f"  cell {p.failed_cell}: {p.error.splitlines()[0][:160] if p.error else ''}"
+    return line
+
+
 def summary_table(result: RunResult) -> str:
-    rows = [f"{p.notebook:<24} {p.status:<8} {p.seconds:7.1f}s" for p in result.phases]
+    rows = [phase_line(p) for p in result.phases]
     return "\n".join(["phase                    status    time", *rows])
 
 
-__all__ = ["run", "upload", "discover", "select", "notebook_parameters", "summary_table", "RunResult",
+__all__ = ["run", "upload", "discover", "select", "notebook_parameters", "summary_table", "phase_line", "RunResult",
            "PhaseResult", "PhaseFailed"]

@@ -60,7 +60,8 @@ class Pipeline:
         papermill.execute_notebook(str(NOTEBOOKS / f"{stem}.ipynb"), str(out),
                                    parameters={"params_file": str(params_file or self.lab.params_file),
                                                **parameters},
-                                   kernel_name=KERNEL, language="python", progress_bar=False,
+                                   kernel_name=KERNEL, kernel_manager_class=kernel.MANAGER, language="python",
+                                   progress_bar=False,
                                    cwd=str(NOTEBOOKS), start_timeout=120)
         return nbformat.read(out, as_version=4)
 

@@ -43,6 +43,15 @@ def test_a_run_archives_the_executed_notebook_report_summary_and_redacted_parame
             assert not [v for v in secret_values(lab) if v in text], f"a lab password is in {path.name}"
 
 
+def test_a_run_says_one_line_per_phase_and_no_kernel_noise_reaches_the_user(lab, tmp_path, capfd):
+    said: list[str] = []
+    runner.run(lab.params_file, only="01", run_dir=tmp_path, progress=False, say=said.append)
+    assert len(said) == 2 and said[0].startswith("run folder: ") and said[1].split()[:2] == ["01_preflight", "ok"]
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err                # the kernel listens on IPC sockets, not TCP
+    assert "WARNING" not in err and "Warning" not in err, err
+
+
 def test_a_failing_phase_stops_the_run_names_the_cell_and_is_still_archived(lab, tmp_path):
     wrong = params_variant(lab.params_file, source_port=1)
     with pytest.raises(runner.PhaseFailed) as exc:

@@ -1,10 +1,14 @@
-"""Notebook 02_source_binlog on the lab: skipped without approval, applied with it, idempotent, and a
-source without a binary log is held back (NotApplied with the option-file lines) until it is restarted."""
+"""Notebook 02_source_binlog on the lab: skipped without approval, stopped at WARN by a GTID-unsafe
+application statement during the WARN window, applied with approval, idempotent, and a source without a
+binary log is held back (NotApplied with the option-file lines) until it is restarted."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
+from runbook_lib.lab.gtid_drill import UNSAFE_STATEMENT, run_unsafe_app
 from tests.notebooks.conftest import outputs_text
 from tests.support import last_output, source_state
 
@@ -24,9 +28,31 @@ def test_without_approval_nothing_changes_and_the_check_cell_stops(lab, pipeline
     assert source_state(lab) == before
 
 
+def test_a_gtid_unsafe_statement_during_the_warn_window_stops_at_warn_and_is_named(lab, pipeline):
+    stop = threading.Event()
+    app = threading.Thread(target=run_unsafe_app, args=(lab.instances["onprem"], stop), daemon=True)
+    app.start()
+    try:
+        with pytest.raises(PapermillExecutionError) as caught:
+            pipeline.run("02_source_binlog")
+    finally:
+        stop.set()
+        app.join(30)
+    err = caught.value
+    assert err.ename == "CheckFailed" and "enforce_gtid_consistency stays WARN" in err.evalue
+    assert UNSAFE_STATEMENT in err.evalue                       # the application's statement, named
+    assert "Statement violates GTID consistency: Updates to non-transactional tables" in err.evalue
+    text = last_output(pipeline, "02_source_binlog")
+    assert "hold enforce_gtid_consistency=WARN for 3 s" in text     # the plan says how long
+    assert "FAIL: " in text and "GTID-unsafe statement(s) in 3 s" in text
+    state = source_state(lab)
+    assert (state["enforce"], state["gtid_mode"]) == ("WARN", "OFF")
+
+
 def test_with_approval_the_source_gets_gtids_offsets_trust_and_retention(lab, pipeline):
     nb = pipeline.through("02_source_binlog")["02_source_binlog"]
     text = outputs_text(nb)
+    assert "PASS: no GTID-unsafe statement in 3 s at enforce_gtid_consistency=WARN" in text
     assert "APPLIED: step 'source_binlog'" in text
     assert "PASS: source binary log: all 10 settings as wanted" in text
     params = pipeline.params

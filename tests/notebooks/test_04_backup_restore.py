@@ -87,7 +87,7 @@ def test_a_wrong_source_password_stops_the_backup_cell_and_changes_nothing(lab, 
     with pytest.raises(PapermillExecutionError) as caught:
         pipeline.run(STEM, pipeline.params_file(source_admin_password="env:RUNBOOK_TEST_WRONG_PW"))
     err = caught.value
-    assert err.ename == "AuthenticationFailed" and "source_backup.plan_backup" in err.source
+    assert err.ename == "AuthenticationFailed" and "backup_where.plan(rb)" in err.source
     assert "access denied for user 'dba'" in err.evalue and "not-the-password" not in err.evalue
     assert (backup_dir(p), aws_state(lab, p)) == before
 

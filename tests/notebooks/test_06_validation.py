@@ -16,7 +16,15 @@ from tests.support import gtids, last_output, last_run, query
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
 STEM = "06_validation"
-SHORT = {"lag_seconds": 3.0}
+SHORT = {"lag_seconds": 3.0, "watch_seconds": 2.0}
+
+
+def nbformat_cells(cells):
+    """A notebook of just ``cells`` (for :func:`outputs_text`)."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    return nb
 
 
 def has_heartbeat(lab, name: str) -> bool:
@@ -56,7 +64,7 @@ def test_unreachable_aurora_fails_in_its_first_cell(pipeline, lab):
     assert "ConnectionFailed" in error and "127.0.0.1:1" in error
     nb = last_run(pipeline, STEM)
     failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    assert failed[0].source.startswith("statuses = validation.show_directions")
+    assert failed[0].source.startswith("settings_results = validation_settings.check")   # its first server cell
     assert gtids(lab.instances["onprem"]) == before and not has_heartbeat(lab, "onprem")
 
 
@@ -95,7 +103,13 @@ def test_approved_run_validates_both_directions_lag_and_data(approved, lab):
     labels = sorted(r["label"] for r in query(lab.instances["aurora"], "SELECT label FROM runbook.heartbeat"))
     assert labels == ["aurora", "onprem"]                      # both sides wrote, both rows replicated
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(pngs) == 1
+    assert len(pngs) == 2                                      # the live view's plot, the lag plot
+    # the live view, headless: its last panel, the plot, the summary table and its verdict line stay
+    watch = next(c for c in nb.cells if c.cell_type == "code" and "watch.live(" in c.source)
+    shown = outputs_text(nbformat_cells([watch]))
+    assert "Live view of both directions" in shown and "runbook-watch-alert" in shown
+    assert "threads_not_running" in shown and ("OK: no threshold crossed" in shown or "ALERT:" in shown)
+    assert any("image/png" in o.get("data", {}) for o in watch.outputs)
     consistency = json.loads((run_dir / "figures" / "consistency.json").read_text())
     assert consistency["verdict"] == "same" and consistency["tables_differ"] == []
     assert consistency["tables_compared"] >= 8                 # 6 application tables + runbook.canary/heartbeat

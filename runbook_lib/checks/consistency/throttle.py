@@ -106,7 +106,8 @@ class Throttle:
         if self._own and not self.monitor.running:          # reached its time limit: keep it going
             self._samples.extend(self.monitor.wait().samples)
             self.monitor.start(MAX_SECONDS)
-        return self.monitor.latest()
+        found = self.monitor.latest()           # no sample of a direction yet: unknown
+        return {d: found.get(d) for d in self.monitor.directions}
 
     def pressure(self) -> float:
         """The larger direction's lag as a share of the limit (0 without a lag limit or samples)."""

@@ -14,7 +14,13 @@
 --                          rds_reset_external_master, rds_set_master_auto_position(auto_position_mode)
 --   Aurora 3 names         rds_set_external_source_with_auto_position(...same five...),
 --                          rds_reset_external_source, rds_set_source_auto_position(auto_position_mode)
--- The installer drops the Aurora 3 names when it emulates Aurora 2 (Aurora 3 keeps both sets).
+--   Aurora 3.04+ and 8.4   rds_gtid_purged(gtid_set)
+--   Aurora 3.06+ and 8.4   rds_set_binlog_source_ssl(mode)   (TLS of the external channel)
+--   2.09.2-2.11.0, 3.01.1+ rds_import_binlog_ssl_material(ssl_material), rds_remove_binlog_ssl_material
+-- ssl_encryption is accepted and ignored, as AWS documents it for Aurora ("isn't currently implemented").
+-- The installer drops what the emulated version lacks (aurora_standin.procedures_for): the Aurora 3 names
+-- on Aurora 2, the Aurora 2 names on Aurora 8.4, the TLS procedures before their versions, rds_gtid_purged
+-- before 3.04.
 -- Messages and refusals follow the RDS/Aurora procedures (SIGNAL SQLSTATE '45000', error 1644).
 -- Names starting rds_standin_ are this stand-in's own helpers; Aurora has no such objects.
 --
@@ -166,7 +172,11 @@ CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_standin_set_source(
   SQL SECURITY DEFINER
 BEGIN
   DECLARE v_log_bin BOOLEAN;
-  DECLARE v_ssl TINYINT DEFAULT COALESCE(ssl_encryption, 0);
+  -- Aurora ignores ssl_encryption: "This option isn't currently implemented" (AWS, "Configuring,
+  -- starting, and stopping binary log (binlog) replication", the Aurora 2 and Aurora 3 entries of
+  -- rds_set_external_{master,source}_with_auto_position).  The channel is set without TLS; on
+  -- Aurora 3.06+ mysql.rds_set_binlog_source_ssl(1) turns SOURCE_SSL on afterwards.
+  DECLARE v_ssl TINYINT DEFAULT 0;
   DECLARE v_state VARCHAR(10);
   DECLARE EXIT HANDLER FOR SQLEXCEPTION
   BEGIN
@@ -192,7 +202,7 @@ BEGIN
       ', SOURCE_PORT = ', host_port,
       ', SOURCE_USER = ', QUOTE(TRIM(replication_user_name)),
       ', SOURCE_PASSWORD = ', QUOTE(COALESCE(replication_user_password, '')),
-      ', SOURCE_SSL = ', IF(v_ssl <> 0, 1, 0),
+      ', SOURCE_SSL = 0',
       ', SOURCE_AUTO_POSITION = 1',
       ', SOURCE_CONNECT_RETRY = 60, SOURCE_RETRY_COUNT = 86400',
       ' FOR CHANNEL ''''');
@@ -551,5 +561,143 @@ CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_show_configuration()
 BEGIN
   SELECT name, value, description FROM mysql.rds_configuration;
 END $$
+
+-- mysql.rds_set_binlog_source_ssl(mode): "Enables SOURCE_SSL encryption for binlog replication"; mode
+-- 0 (the default) disables it, 1 enables it; "supported for Aurora MySQL version 3.06 and higher"
+-- (AWS, "Configuring, starting, and stopping binary log (binlog) replication").  The installer drops
+-- it for Aurora 2 and Aurora 3 before 3.06.  SOURCE_SSL_VERIFY_SERVER_CERT stays 0, as on Aurora
+-- ("the connection is encrypted, but the certificates aren't verified").  Like CHANGE REPLICATION
+-- SOURCE TO SOURCE_SSL, it needs the receiver stopped: the server's own error says so otherwise.
+DROP PROCEDURE IF EXISTS mysql.rds_set_binlog_source_ssl $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_set_binlog_source_ssl(IN mode TINYINT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE v_mode TINYINT DEFAULT IF(COALESCE(mode, 0) <> 0, 1, 0);
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF mysql.rds_standin_channel_state() = 'NOT_EXIST' THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT =
+      'You can''t set binlog source SSL because replication isn''t configured. First call mysql.rds_set_external_source.';
+  END IF;
+  SET @rds_standin_cmd = CONCAT('CHANGE REPLICATION SOURCE TO SOURCE_SSL = ', v_mode,
+                                ', SOURCE_SSL_VERIFY_SERVER_CERT = 0 FOR CHANNEL ''''');
+  PREPARE rds_standin_stmt FROM @rds_standin_cmd;
+  EXECUTE rds_standin_stmt;
+  DEALLOCATE PREPARE rds_standin_stmt;
+  CALL mysql.rds_standin_history('set binlog source ssl', NULL, NULL, NULL, v_mode, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT CONCAT('Binlog source SSL has been set to ', v_mode, '.') AS Message;
+END $$
+
+
+-- mysql.rds_import_binlog_ssl_material(ssl_material): "Imports the certificate authority certificate,
+-- client certificate, and client key into an Aurora MySQL DB cluster", a JSON payload with "ssl_ca",
+-- "ssl_cert" and "ssl_key" (.pem contents); mysql.rds_remove_binlog_ssl_material removes them (AWS,
+-- "Configuring, starting, and stopping binary log (binlog) replication").  Supported for Aurora 2.09.2,
+-- 2.10.0, 2.10.1, 2.11.0 and Aurora 3.01.1 and higher: the installer drops both elsewhere.  The
+-- stand-in checks the payload and keeps only SHA-256 digests of it (a lab table must not hold a private
+-- key); none of its procedures uses the material: the runbook's channel is GTID auto-position, whose
+-- procedure ignores ssl_encryption, so its TLS comes from rds_set_binlog_source_ssl alone.
+CREATE TABLE IF NOT EXISTS mysql.rds_standin_ssl_material (
+  id          TINYINT NOT NULL PRIMARY KEY,
+  imported_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  ca_sha256   CHAR(64) NOT NULL,
+  cert_sha256 CHAR(64) NOT NULL,
+  key_sha256  CHAR(64) NOT NULL
+) ENGINE=InnoDB $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_import_binlog_ssl_material $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_import_binlog_ssl_material(IN ssl_material MEDIUMTEXT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF ssl_material IS NULL OR NOT JSON_VALID(ssl_material)
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_ca')), '') <> 'STRING'
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_cert')), '') <> 'STRING'
+     OR IFNULL(JSON_TYPE(JSON_EXTRACT(ssl_material, '$.ssl_key')), '') <> 'STRING'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_ca')) NOT LIKE '-----BEGIN %'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_cert')) NOT LIKE '-----BEGIN %'
+     OR JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_key')) NOT LIKE '-----BEGIN %' THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT =
+      'Invalid SSL material: expected a JSON payload with ssl_ca, ssl_cert and ssl_key in .pem format.';
+  END IF;
+  REPLACE INTO mysql.rds_standin_ssl_material (id, ca_sha256, cert_sha256, key_sha256)
+  VALUES (1, SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_ca')), 256),
+          SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_cert')), 256),
+          SHA2(JSON_UNQUOTE(JSON_EXTRACT(ssl_material, '$.ssl_key')), 256));
+  COMMIT;
+  CALL mysql.rds_standin_history('import binlog ssl material', NULL, NULL, NULL, 1, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT 'SSL material has been imported.' AS Message;
+END $$
+
+DROP PROCEDURE IF EXISTS mysql.rds_remove_binlog_ssl_material $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_remove_binlog_ssl_material()
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  DELETE FROM mysql.rds_standin_ssl_material;
+  COMMIT;
+  CALL mysql.rds_standin_history('remove binlog ssl material', NULL, NULL, NULL, 0, NULL, NULL);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT 'SSL material has been removed.' AS Message;
+END $$
+
+
+-- Aurora 3.04+ (AWS "Replicating transactions using GTIDs", mysql.rds_gtid_purged): sets the global
+-- gtid_purged, as MySQL's SET GLOBAL gtid_purged does: 'set' replaces it (the new set must contain the
+-- old one), '+set' appends to it; either way the set must not overlap the GTIDs executed and not
+-- purged, nor GTIDs that running transactions own.  MySQL itself refuses those (errors 1840, 3546...)
+-- and the refusal reaches the caller unchanged.  The installer drops this procedure when it emulates
+-- Aurora 2 or Aurora 3 before 3.04.
+DROP PROCEDURE IF EXISTS mysql.rds_gtid_purged $$
+CREATE DEFINER=`rdsadmin`@`localhost` PROCEDURE mysql.rds_gtid_purged(IN gtid_set TEXT)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+BEGIN
+  DECLARE v_log_bin BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    SET @@session.sql_log_bin = v_log_bin;
+    RESIGNAL;
+  END;
+  SELECT @@session.sql_log_bin INTO v_log_bin;
+  SET @@session.sql_log_bin = OFF;
+  IF gtid_set IS NULL OR TRIM(gtid_set) IN ('', '+') THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'gtid_set must be a GTID set, or + and a GTID set to append.';
+  END IF;
+  CALL mysql.rds_standin_history('rds_gtid_purged', NULL, NULL, NULL, NULL, NULL, TRIM(gtid_set));
+  SET @@GLOBAL.gtid_purged = TRIM(gtid_set);
+  SET @@session.sql_log_bin = v_log_bin;
+  SELECT CONCAT('gtid_purged is now ', @@GLOBAL.gtid_purged) AS Message;
+END $$
+
 
 DELIMITER ;

@@ -33,6 +33,7 @@ from runbook_lib.core.redact import MASK
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.phases.backup_restore.backup import Backup, app_tables, count_rows
 from runbook_lib.phases.parameter_group import steps as parameter_group
+from runbook_lib.phases.preflight.restore_s3 import minor_version_row
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -161,6 +162,7 @@ def restore_prerequisites(rb: Session) -> list[CheckResult]:
                     "" if same else ("the lab's stand-in restores the source's own version" if lab else
                                      "restore from S3 needs a backup of the same major version: pick that "
                                      "aurora_engine_version, or upgrade the source first")),
+        minor_version_row(ident.version, ident.version_text, p.aurora_engine_version),
         CheckResult.equal("parameter group family", f"aurora-mysql{major}", p.aurora_parameter_group_family,
                           advice="the group's family must match aurora_engine_version, or the restore is refused"),
         CheckResult.equal("InnoDB page size", v["innodb_page_size"], "16384",
@@ -241,8 +243,9 @@ def gtid_check(backup: Backup | None, restored: GtidSet, backup_dir: str) -> Che
                            "the position was read after a clone that ran during writes: Aurora's own "
                            "gtid_executed is the backup's position, and replication starts from it")
     return CheckResult(item, position, str(restored), "fail",
-                       f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start "
-                       "in the wrong place; restore again from a new backup")
+                       f"Aurora lacks {backup.gtid_set - restored}: auto-positioning would start in the wrong "
+                       "place; approve step 'restore' so the GTID position cell declares it executed "
+                       "(mysql.rds_gtid_purged, Aurora 3.04+), or restore again from a new backup")
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ class FailoverResult:
     samples: tuple[Sample, ...] = ()
     lag: tuple[LagPoint, ...] = ()
     cluster: tuple[fl.ClusterPoint, ...] = ()
+    channels: tuple[str, ...] = ()       # when it did not converge: what each direction's channel reported
 
     @property
     def offsets_apart(self) -> bool:
@@ -141,7 +142,8 @@ class FailoverResult:
             out.append("Aurora acknowledged no write after the failover")
         if self.converged_at is None:
             out.append(f"both directions had not caught up {self.settings.converge_timeout_seconds:g} s "
-                       "after the writers stopped")
+                       "after the writers stopped" + (f"; the channels report: {'; '.join(self.channels)}"
+                                                     if self.channels else ""))
         if self.writer_after != self.target:
             out.append(f"the cluster's writer is {self.writer_after or 'none'}, not the target {self.target}")
         if not self.offsets_apart:
@@ -243,6 +245,7 @@ class FailoverResult:
                            ("lag", LagPoint), ("cluster", fl.ClusterPoint)):
             d[name] = tuple(kind(**x) for x in d[name])
         d["auto_increment"] = {k: tuple(v) for k, v in d["auto_increment"].items()}
+        d["channels"] = tuple(d.get("channels", ()))       # absent from results kept before it existed
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
     def require_converged(self) -> None:

@@ -67,9 +67,6 @@ DDL = (f"CREATE DATABASE IF NOT EXISTS {fl.SCHEMA}",
        "settings JSON NOT NULL, result LONGTEXT NULL) ENGINE=InnoDB")
 ER_NO_SUCH_TABLE, ER_BAD_DB = 1146, 1049
 CLOUDWATCH_SERIES = "AuroraBinlogReplicaLag (CloudWatch)"
-ISLANDS_SQL = (f"SELECT origin, MIN(seq) AS lo, MAX(seq) AS hi FROM (SELECT origin, seq, seq - ROW_NUMBER() "
-               f"OVER (PARTITION BY origin ORDER BY seq) AS grp FROM {fl.ROWS_TABLE} WHERE run_id = %s) AS x "
-               "GROUP BY origin, grp")
 MISPLACED_SQL = (f"SELECT COUNT(*) FROM {fl.ROWS_TABLE} "
                  "WHERE run_id = %s AND origin = %s AND MOD(id, %s) <> MOD(%s, %s)")
 
@@ -294,7 +291,7 @@ def _measure(rb: Session, s: Settings, run_id: int, writer_before: str, target: 
 def _present(server: Server, run_id: int) -> dict[str, fl.SeqRanges]:
     """Per origin, the sequence numbers of this run that ``server`` holds."""
     found: dict[str, list[tuple[int, int]]] = {origin: [] for origin in fl.SIDES}
-    for row in server.query(ISLANDS_SQL, (run_id,)):
+    for row in server.query(server.dialect.sequence_runs(fl.ROWS_TABLE, run_id)):
         found.setdefault(row["origin"], []).append((int(row["lo"]), int(row["hi"])))
     return {origin: fl.SeqRanges.of(pairs) for origin, pairs in found.items()}
 
@@ -339,6 +336,8 @@ def _conclude(rb: Session, m: _Measured) -> FailoverResult:
     rows = {side: acked[side].count() for side in fl.SIDES}
     flags = fl.caught_up(m.sampler.rounds)
     end = m.sampler.rounds[-1].t if m.sampler.rounds else m.requested
+    reports = () if converged is not None else tuple(     # a wait that gave up names what the channels say
+        f"{d}: {channels.channel_report(servers[channels.REPLICA_ROLE[d]])}" for d in channels.DIRECTIONS)
     return FailoverResult(
         run_id=run_id, started_at=m.started.isoformat(timespec="milliseconds"), settings=s,
         cluster_id=rb.params.aurora_cluster_id, writer_before=m.writer_before, target=m.target,
@@ -352,7 +351,8 @@ def _conclude(rb: Session, m: _Measured) -> FailoverResult:
         samples=tuple(Sample(r.t, r.source_t, r.source_count, r.aurora_t, r.aurora_count, ok)
                       for r, ok in zip(m.sampler.rounds, flags)),
         lag=m.lag + tuple(_cloudwatch_lag(rb, m.started, end)),
-        cluster=tuple(m.watcher.points) + (fl.ClusterPoint(m.watcher.clock.now(), status, writer_after),))
+        cluster=tuple(m.watcher.points) + (fl.ClusterPoint(m.watcher.clock.now(), status, writer_after),),
+        channels=reports)
 
 
 def _cloudwatch_lag(rb: Session, started: datetime, end: float) -> list[LagPoint]:

@@ -111,7 +111,7 @@ def plan_changes(desired: Mapping[str, str], current: Mapping[str, Parameter], *
         if known is None:
             raise AwsError("DescribeDBClusterParameters", f"parameter {name!r} is not in family {family}",
                            hint="check aurora_parameter_group_family: it must be the family of "
-                                "aurora_engine_version (aurora-mysql8.0 for Aurora 3, aurora-mysql5.7 for 2)")
+                                "aurora_engine_version (aurora-mysql8.4 for Aurora 8.4, aurora-mysql8.0 for 3, aurora-mysql5.7 for 2)")
         if not known.modifiable and not same_value(known.value, value):
             raise AwsError("DescribeDBClusterParameters", f"parameter {name!r} is not modifiable in {family}",
                            hint="this family cannot be used for binary-log replication")

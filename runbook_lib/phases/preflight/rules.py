@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from runbook_lib.core.display import CheckResult
+from runbook_lib.phases.preflight.restore_s3 import restore_rows
 from runbook_lib.phases.source_binlog.steps import Wanted, plan_settings, retention_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,11 +23,25 @@ if TYPE_CHECKING:  # pragma: no cover
 RETENTION_MARGIN = 2.0
 #: The Aurora MySQL generation for each source major version, and what to pick.
 AURORA_FOR_MAJOR = {"5.7": (2, "Aurora MySQL 2.11 or 2.12 (5.7.mysql_aurora.2.12.x)"),
-                    "8.0": (3, "Aurora MySQL 3 (8.0.mysql_aurora.3.x)")}
+                    "8.0": (3, "Aurora MySQL 3 (8.0.mysql_aurora.3.x)"),
+                    "8.4": (8, "Aurora MySQL 8.4 (8.4.mysql_aurora.8.4.x)")}
+#: Source 8.0 with Aurora 8.4: what the fallback leg means (MySQL manual, "Replication Compatibility Between
+#: MySQL Versions": replication from a newer source to an older replica "is possible, but is generally not
+#: supported"), and how Aurora gets there (a restore from S3 needs the source's major version).
+FALLBACK_84_TO_80 = (
+    "source 8.0 -> Aurora 8.4: the fallback leg (Aurora 8.4 -> source 8.0) replicates from a newer to an older "
+    "server, which MySQL calls possible but generally not supported (Replication Compatibility Between MySQL "
+    "Versions): binary log features and SQL that 8.0 lacks stop the source's replica. Restore into Aurora 3 "
+    "(a restore from S3 needs MySQL 8.0), upgrade it to 8.4 in place, keep Aurora's writes to what 8.0 "
+    "understands until the fallback window ends, and rehearse the fallback; or upgrade the source to 8.4 first")
+#: First Aurora version whose external channel can use TLS (mysql.rds_set_binlog_source_ssl; AWS,
+#: "Configuring, starting, and stopping binary log (binlog) replication").
+TLS_PROCEDURE_SINCE = (3, 6)
 SECTIONS = {"reachability": "both ends reachable", "versions": "versions", "identity": "server identities",
             "binlog": "binary log and GTIDs", "auto_increment": "auto-increment",
             "retention": "binlog retention", "schema": "tables and routines",
-            "restore_gaps": "what a restore from S3 does not carry", "size": "data size"}
+            "restore_gaps": "what a restore from S3 does not carry", "size": "data size",
+            "restore_s3": "what a restore from S3 refuses"}
 _AURORA_WANTED = {"log_bin": ("ON", "1"), "binlog_format": ("ROW",), "gtid_mode": ("ON",),
                   "enforce_gtid_consistency": ("ON",), "log_bin_trust_function_creators": ("ON", "1")}
 _ENGINE_VERSION = re.compile(r"^(\d+\.\d+)\.mysql_aurora\.(\d+)\.(\d+)\.(\d+)$")
@@ -39,7 +54,8 @@ def evaluate(pf: Preflight) -> dict[str, list[CheckResult]]:
     """Check rows by section (keys of :data:`SECTIONS`).  Pure: reads only ``pf``."""
     return {"reachability": _reachability(pf), "versions": _versions(pf), "identity": _identity(pf),
             "binlog": _binlog(pf), "auto_increment": _auto_increment(pf), "retention": _retention(pf),
-            "schema": _schema(pf), "restore_gaps": _restore_gaps(pf), "size": _size(pf)}
+            "schema": _schema(pf), "restore_gaps": _restore_gaps(pf), "size": _size(pf),
+            "restore_s3": restore_rows(pf)}
 
 
 def _listed(items: tuple[str, ...], limit: int = 6) -> str:
@@ -87,8 +103,10 @@ def _versions(pf: Preflight) -> list[CheckResult]:
         rehearsal = urlparse(p.aws_endpoint_url).hostname in ("127.0.0.1", "localhost", "::1")
         status = "warn" if rehearsal else "fail"
         advice = (f"{'lab rehearsal only: ' if rehearsal else ''}MySQL {major} has no Aurora MySQL "
-                  "counterpart (Aurora MySQL 2 is MySQL 5.7, 3 is MySQL 8.0); a restore from S3 needs the "
+                  "counterpart (Aurora MySQL 2 is MySQL 5.7, 3 is MySQL 8.0, 8.4 is 8.4); a restore from S3 needs the "
                   "same major version")
+    elif (major, m.group(1)) == ("8.0", "8.4"):
+        status, advice = "warn", FALLBACK_84_TO_80
     elif (m.group(1), int(m.group(2))) != (major, AURORA_FOR_MAJOR[major][0]):
         status = "fail"
         advice = f"MySQL {major} needs {AURORA_FOR_MAJOR[major][1]}: fix aurora_engine_version"
@@ -96,14 +114,25 @@ def _versions(pf: Preflight) -> list[CheckResult]:
         status = "warn"
         advice = f"prefer {AURORA_FOR_MAJOR[major][1]}: older releases keep binlogs at most 168 h"
     if m is not None:
-        planned += f" (Aurora MySQL {m.group(2)}, MySQL {m.group(1)})"
+        planned += f" (Aurora MySQL {m.group(1) if m.group(2) == '8' else m.group(2)}, MySQL {m.group(1)})"
     rows = [CheckResult("Aurora version for the source", f"MySQL {ident.version_text}", planned, status,
                         advice)]
+    if m is not None:
+        tls = (int(m.group(2)), int(m.group(3))) >= TLS_PROCEDURE_SINCE
+        rows.append(CheckResult(
+            "TLS on Aurora's replication channel", "", "mysql.rds_set_binlog_source_ssl" if tls else "none",
+            "pass" if tls else "warn", "" if tls else
+            "Aurora before 3.06 cannot encrypt its channel from the source (the ssl_encryption argument is not "
+            "implemented): phase 05 uses a mysql_native_password account without TLS there, so keep the "
+            "network private (VPN), or choose Aurora 3.06 or later"))
     if pf.aurora is not None:
         a = pf.aurora.identity
+        newer = (major, a.major) == ("8.0", "8.4")
         rows.append(CheckResult("same major version (running cluster)", major, f"{a.major} "
-                                f"(Aurora {a.aurora_version or '?'})", "pass" if a.major == major else "fail",
-                                "" if a.major == major else "bi-directional replication needs equal major "
+                                f"(Aurora {a.aurora_version or '?'})",
+                                "pass" if a.major == major else "warn" if newer else "fail",
+                                "" if a.major == major else FALLBACK_84_TO_80 if newer else
+                                "bi-directional replication needs equal major "
                                 "versions: restore into a cluster of the source's major version"))
     return rows
 

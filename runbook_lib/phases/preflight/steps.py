@@ -18,6 +18,7 @@ from runbook_lib.core.display import CheckResult, checks_frame, raise_if_failed,
 from runbook_lib.core.errors import RunbookError
 from runbook_lib.core.record import record
 from runbook_lib.mysql.identity import ServerIdentity
+from runbook_lib.phases.preflight.restore_s3 import RestoreFacts
 from runbook_lib.phases.preflight.rules import (
     SECTIONS,
     evaluate,
@@ -170,6 +171,7 @@ class Preflight:
     aws: AwsFacts
     aurora: ServerFacts | None = None
     aurora_problem: str = ""         # why the existing cluster's writer could not be read
+    restore: RestoreFacts | None = None   # what a restore from S3 depends on (None: not read)
 
     def checks(self, section: str | None = None) -> tuple[CheckResult, ...]:
         table = evaluate(self)
@@ -206,6 +208,7 @@ def gather(rb: Session) -> Preflight:
     server = rb.source()                       # ConnectionFailed / AuthenticationFailed name the server
     source = ServerFacts.read(server)
     inventory = Inventory.read(server)
+    restore = RestoreFacts.read(server, rb.params)
     print(f"source: {source.identity.describe()}")
     aws = AwsFacts.read(rb)
     aurora, problem = None, ""
@@ -218,4 +221,4 @@ def gather(rb: Session) -> Preflight:
           f"cluster {rb.params.aurora_cluster_id} " + ("exists" if aws.cluster else "does not exist yet")))
     if aurora is not None:
         print(f"aurora: {aurora.identity.describe()}")
-    return Preflight(rb.params, source, inventory, aws, aurora, problem)
+    return Preflight(rb.params, source, inventory, aws, aurora, problem, restore)

@@ -286,7 +286,7 @@ def _wait(rb: Session, target: Any, timeout: float) -> float:
         except NotCaughtUp as e:
             require_running(rb)
             if remaining <= 5.0:
-                raise NotCaughtUp("aurora", e.missing, timeout) from e
+                raise NotCaughtUp("aurora", e.missing, timeout, cause=e.cause, hint=e.hint) from e
 
 
 def plan_routines(rb: Session, timeout: float = 300.0) -> RoutinesChange:

@@ -34,17 +34,19 @@ from runbook_lib.checks.channels import (
     ChannelNeeds,
     ChannelSpec,
     advice,
+    channel_choice,
     channel_needs,
     channel_specs,
     directions,
     executed_gtids,
+    not_caught_up,
     require_running,
     server,
     wait_until_caught_up,
 )
 from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult
-from runbook_lib.core.errors import NotApplied, NotCaughtUp, ParameterError, QueryFailed, ReplicationError
+from runbook_lib.core.errors import NotApplied, ParameterError, QueryFailed, ReplicationError
 from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import ReplicaStatus
@@ -123,7 +125,8 @@ def account_checks(rb: Session) -> list[CheckResult]:
     """The account on both sides: present, only its privileges, the plugin.  NotApplied if not on the
     source."""
     p, src = rb.params, rb.source()
-    plugin = src.dialect.replication_auth_plugin()
+    choice = channel_choice(rb)
+    plugin = choice.plugin
     s = _require_account(rb, "source")
     a = read_account(rb.aurora(), p.replication_user, p.replication_user_host)
     only = all(x is not None and x.privileges == REPLICATION_PRIVILEGES and not x.other_grants
@@ -137,7 +140,7 @@ def account_checks(rb: Session) -> list[CheckResult]:
                                         "the change)"),
             CheckResult("authentication plugin", s.plugin, a.plugin if a else "missing",
                         "pass" if plugins else "warn", "" if plugins else
-                        f"{plugin} is expected for {src.identity.describe()}")]
+                        f"{plugin} is expected: {choice.why}")]
 
 
 # --- plans -------------------------------------------------------------------------------------
@@ -180,12 +183,14 @@ def plan_replication_users(rb: Session) -> Change:
     """The account on the source (step ``replication_users``); Aurora gets it by replication."""
     p, src, aur = rb.params, rb.source(), rb.aurora()
     user, host, d = p.replication_user, p.replication_user_host, src.dialect
+    choice = channel_choice(rb)
     account, on_aurora = read_account(src, user, host), read_account(aur, user, host)
-    create = [_step("source", d.create_replication_user(user, host, rb.replication_password()),
-                    "create account", f"{d.drop_user(user, host)} (replicates to Aurora)"),
+    create = [_step("source", d.create_replication_user(user, host, rb.replication_password(), choice.plugin),
+                    f"create account ({choice.plugin})", f"{d.drop_user(user, host)} (replicates to Aurora)"),
               _step("source", d.grant_replication(user, host), "grant REPLICATION SLAVE, REPLICATION CLIENT",
                     "REVOKE them (replicates to Aurora)")]
-    notes = ["Created on the source only: Aurora receives the account through replication (step "
+    notes = [*choice.notes(),
+             "Created on the source only: Aurora receives the account through replication (step "
              f"'replication'). Its password comes from the secret {p.replication_password}."]
     actions: list[_Action] = []
     if account is None:
@@ -206,9 +211,11 @@ def plan_replication_users(rb: Session) -> Change:
                                  "revoke what replication does not need", f"GRANT {', '.join(extra)} again"))
         if account.other_grants:
             notes.append("Other grants of the account (not changed here): " + "; ".join(account.other_grants))
-        if account.plugin != d.replication_auth_plugin():
-            notes.append(f"The account uses {account.plugin}; {d.replication_auth_plugin()} is expected "
-                         "here.")
+        if account.plugin != choice.plugin:
+            actions.append(_step("source", d.alter_user_plugin(user, host, rb.replication_password(),
+                                                               choice.plugin),
+                                 f"switch the account from {account.plugin} to {choice.plugin}",
+                                 f"ALTER USER ... IDENTIFIED WITH {account.plugin} (replicates to Aurora)"))
         notes.append("An existing account's password cannot be compared: if a replica later fails with error "
                      "1045, the secret and the account disagree.")
     plan = Plan("replication_users", f"replication account {user}@{host}", tuple(a.step for a in actions),
@@ -242,19 +249,23 @@ def _check_ready(rb: Session) -> None:
 def _channel_actions(rb: Session, spec: ChannelSpec, needs: ChannelNeeds) -> list[_Action]:
     role = REPLICA_ROLE[spec.direction]
     d, password = server(rb, role).dialect, rb.replication_password()
-    if role == "aurora":     # Aurora's master user may only use the procedures
-        sql = {"stop": d.stop_replication(), "start": d.start_replication(),
-               "set": d.set_external_source(spec.host, spec.port, spec.user, password, int(spec.ssl))}
-        undo = f"{d.stop_replication()}; {d.reset_external_source()}"
-    else:
-        sql = {"stop": d.stop_replica(), "start": d.start_replica(),
-               "set": d.change_source(spec.host, spec.port, spec.user, password, ssl=spec.ssl,
-                                      connect_retry=spec.connect_retry or 60)}
-        undo = f"{d.stop_replica()}; {d.reset_replica_all()}"
     names = {"stop": "stop replication", "set": f"replicate from {spec.host}:{spec.port}",
              "start": "start replication"}
-    return [_step(role, sql[op], f"{names[op]} ({spec.direction})", undo if op == "set" else "",
-                  "start_aurora" if role == "aurora" and op == "start" else "sql") for op in needs.ops]
+    if role == "aurora":     # Aurora's master user may only use the procedures
+        sql = {"stop": [d.stop_replication()], "start": [d.start_replication()],
+               "set": [d.set_external_source(spec.host, spec.port, spec.user, password)]}
+        if d.sets_binlog_source_ssl:     # the procedure's ssl_encryption is not implemented: TLS is this call
+            sql["set"].append(d.set_binlog_source_ssl(bool(spec.ssl)))
+        undo = f"{d.stop_replication()}; {d.reset_external_source()}"
+    else:
+        sql = {"stop": [d.stop_replica()], "start": [d.start_replica()],
+               "set": [d.change_source(spec.host, spec.port, spec.user, password, ssl=bool(spec.ssl),
+                                       connect_retry=spec.connect_retry or 60)]}
+        undo = f"{d.stop_replica()}; {d.reset_replica_all()}"
+    return [_step(role, one, f"{names[op] if n == 0 else 'TLS ' + ('on' if spec.ssl else 'off')} "
+                  f"({spec.direction})", undo if op == "set" and n == 0 else "",
+                  "start_aurora" if role == "aurora" and op == "start" else "sql")
+            for op in needs.ops for n, one in enumerate(sql[op])]
 
 
 def plan_replication(rb: Session, timeout: float = 300.0) -> Change:
@@ -265,16 +276,13 @@ def plan_replication(rb: Session, timeout: float = 300.0) -> Change:
     p = rb.params
     _check_ready(rb)
     src, aur = rb.source(), rb.aurora()
-    if not p.replication_ssl and src.dialect.replication_auth_plugin() == "caching_sha2_password":
-        raise ParameterError("replication_ssl", "is false, but the replication account uses "
-                             "caching_sha2_password, which needs TLS (Aurora's procedure cannot ask for the "
-                             "source's public key)", hint="set replication_ssl: true")
+    choice = channel_choice(rb)        # ParameterError/UnsupportedServer when nothing can connect
     actions: list[_Action] = []
     hours = retention_hours(rb)
     if hours != str(p.aurora_binlog_retention_hours):
         actions.append(_step("aurora", aur.dialect.set_binlog_retention(p.aurora_binlog_retention_hours),
                              "binlog retention", f"set it back to {hours or 'NULL (Aurora default)'}"))
-    statuses, specs = directions(rb), channel_specs(p)
+    statuses, specs = directions(rb), channel_specs(p, choice)
     needs = {dr: channel_needs(specs[dr], statuses[dr]) for dr in DIRECTIONS}
     actions += _channel_actions(rb, specs[TO_AURORA], needs[TO_AURORA])
     if needs[TO_SOURCE].ops and read_account(aur, p.replication_user, p.replication_user_host) is None:
@@ -284,7 +292,7 @@ def plan_replication(rb: Session, timeout: float = 300.0) -> Change:
     actions += _channel_actions(rb, specs[TO_SOURCE], needs[TO_SOURCE])
     if not src.query_one(_HAS_CANARY):
         actions += [_step("source", sql, "canary table (replicates to Aurora)") for sql in CANARY_DDL]
-    notes = [f"{n.direction}: {n.reason}" for n in needs.values() if n.reason]
+    notes = [*choice.notes(), *(f"{n.direction}: {n.reason}" for n in needs.values() if n.reason)]
     if read_account(src, p.replication_user, p.replication_user_host) is None:
         notes.append("The replication account is not on the source yet: apply step 'replication_users' "
                      "first.")
@@ -328,7 +336,7 @@ def _wait_for_account(rb: Session, timeout: float) -> str:
                                    "account", hint="its creation predates the backup; run 05_replication "
                                    "again: the replication_users plan creates it again on the source")
         if time.monotonic() - started >= timeout:
-            raise NotCaughtUp("aurora", str(wanted - executed_gtids(aur)), timeout)
+            raise not_caught_up(aur, wanted - executed_gtids(aur), timeout)
         time.sleep(0.5)
 
 

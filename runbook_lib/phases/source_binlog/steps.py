@@ -5,7 +5,10 @@
 lines a restart needs).  On MySQL 8.0+ every dynamic setting is changed online with ``SET PERSIST``
 (it survives restarts), GTIDs through MySQL's documented online sequence: enforce_gtid_consistency
 WARN then ON; gtid_mode OFF_PERMISSIVE then ON_PERMISSIVE; wait until no anonymous transaction is
-running; then ON.  On 5.7 the same runs with ``SET GLOBAL`` and my.cnf must say the same.  A
+running; then ON.  Between WARN and ON the plan holds a window (``source_gtid_warn_seconds``) and stops
+at WARN if the server logged a GTID-unsafe statement meanwhile
+(:mod:`runbook_lib.phases.source_binlog.gtid_window`).  On 5.7 the same runs with ``SET GLOBAL`` and
+my.cnf must say the same.  A
 source without a binary log needs a restart (``log_bin`` is static): the plan prints the lines
 and :func:`verify` raises NotApplied with them until the server shows the binary log on.
 Statements are spelled by :mod:`runbook_lib.mysql.dialect`.
@@ -21,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from runbook_lib.core.approval import Outcome, Plan, Step
 from runbook_lib.core.display import show, show_table
-from runbook_lib.core.errors import NotApplied, PlanStale, ServerError
+from runbook_lib.core.errors import CheckFailed, NotApplied, PlanStale, ServerError
 from runbook_lib.core.record import record
 from runbook_lib.mysql.dialect import Sql, dialect_for
 from runbook_lib.mysql.identity import ServerIdentity
+from runbook_lib.phases.source_binlog.gtid_window import observation_source, observe, require_none
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -71,10 +75,12 @@ class Setting:
 
 @dataclass(frozen=True)
 class Action:
-    """One thing :func:`apply_plan` does: run ``sql``, or (``sql`` None) wait for anonymous transactions."""
+    """One thing :func:`apply_plan` does: run ``sql``, or (``sql`` None) wait for anonymous transactions,
+    or (``sql`` None, ``observe_seconds`` > 0) hold the WARN window."""
 
     sql: Sql | None
     undo: str = ""
+    observe_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class BinlogPlan:
     restart: tuple[str, ...] = ()         # settings only a restart can change
     option_lines: tuple[str, ...] = ()    # the [mysqld] block for my.cnf (restart, or 5.7)
     wait_seconds: float = 300.0
+    observe_seconds: float = 0.0          # the WARN window before enforce_gtid_consistency=ON (0: none)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +121,11 @@ class BinlogPlan:
         """The approvable plan (step ``source_binlog``): the online changes only."""
         steps = []
         for a in self.actions:
-            if a.sql is None:
+            if a.sql is None and a.observe_seconds:
+                steps.append(Step(self.target, "observe", f"hold enforce_gtid_consistency=WARN for "
+                                  f"{a.observe_seconds:g} s under the normal load; stop at WARN if 'Statement "
+                                  "violates GTID consistency' is logged meanwhile", reversible=True))
+            elif a.sql is None:
                 steps.append(Step(self.target, "wait", f"until status {ANONYMOUS} = 0 "
                                   f"(at most {self.wait_seconds:g} s)", reversible=True))
             else:
@@ -158,7 +169,7 @@ def _retention_ok(have: int, want: int) -> bool:
 
 
 def plan_settings(identity: ServerIdentity, current: Mapping[str, str | None], wanted: Wanted, *,
-                  target: str = "source", wait_seconds: float = 300.0) -> BinlogPlan:
+                  target: str = "source", wait_seconds: float = 300.0, observe_seconds: float = 0.0) -> BinlogPlan:
     """Pure planning: what must change on a server that is *identity* with *current* variables."""
     d = dialect_for(identity, role="source")
     persists = d.persists_settings
@@ -192,12 +203,12 @@ def plan_settings(identity: ServerIdentity, current: Mapping[str, str | None], w
     simple("auto_increment_offset", wanted.auto_increment_offset,
            str(current.get("auto_increment_offset")) == str(wanted.auto_increment_offset))
     _plan_retention(d, current, wanted, online, restart_all, settings, actions, restart)
-    _plan_gtids(d, current, online, restart_all, settings, actions, restart)
+    _plan_gtids(d, current, online, restart_all, settings, actions, restart, observe_seconds)
     lines: tuple[str, ...] = ()
     if restart or not persists:
         lines = option_lines(wanted, d.binlog_expire_variable)
     return BinlogPlan(target, identity, wanted, dict(current), tuple(settings), tuple(actions),
-                      tuple(restart), lines, wait_seconds)
+                      tuple(restart), lines, wait_seconds, observe_seconds)
 
 
 def _plan_retention(d, current, wanted: Wanted, online: str, restart_all: bool, settings: list,
@@ -223,7 +234,7 @@ def _plan_retention(d, current, wanted: Wanted, online: str, restart_all: bool, 
 
 
 def _plan_gtids(d, current, online: str, restart_all: bool, settings: list, actions: list,
-                restart: list) -> None:
+                restart: list, observe_seconds: float = 0.0) -> None:
     enforce = _upper(current.get("enforce_gtid_consistency"))
     enforce = {"0": "OFF", "1": "ON", "2": "WARN"}.get(enforce, enforce)
     mode = _upper(current.get("gtid_mode"))
@@ -239,6 +250,8 @@ def _plan_gtids(d, current, online: str, restart_all: bool, settings: list, acti
         start = ENFORCE_MODES.index(enforce) if enforce in ENFORCE_MODES else 0
         previous = enforce if enforce in ENFORCE_MODES else "OFF"
         for value in ENFORCE_MODES[start + 1:]:
+            if value == "ON" and observe_seconds > 0:
+                actions.append(Action(None, observe_seconds=observe_seconds))   # MySQL: WARN under load first
             actions.append(Action(d.set_global("enforce_gtid_consistency", value),
                                   str(d.set_global("enforce_gtid_consistency", previous))))
             previous = value
@@ -280,8 +293,17 @@ def plan(rb: Session, *, wait_seconds: float = 300.0) -> BinlogPlan:
     """Read the source, show current against wanted settings, return the plan (changes nothing)."""
     server = rb.source()
     result = plan_settings(server.identity, read_current(server), Wanted.from_params(rb.params),
-                           target=_target(rb), wait_seconds=wait_seconds)
+                           target=_target(rb), wait_seconds=wait_seconds,
+                           observe_seconds=rb.params.source_gtid_warn_seconds)
     print(f"source: {server.identity.describe()}")
+    if any(a.observe_seconds for a in result.actions):
+        source = observation_source(server)
+        if not source:
+            raise CheckFailed("GTID consistency window", ["the source's error log cannot be read from here"],
+                              hint="run this phase on the source's host, or set source_gtid_warn_seconds to 0 after "
+                                   "checking the error log for 'Statement violates GTID consistency' at WARN yourself")
+        print(f"GTID-unsafe statements are read from {source} during the "
+              f"{rb.params.source_gtid_warn_seconds:g} s WARN window.")
     show_table(result.to_frame())
     print(result.verdict().replace("FAIL:", "TO DO:", 1))
     if result.restart:
@@ -315,7 +337,9 @@ def apply_plan(server: Server, plan: BinlogPlan) -> pd.DataFrame:
         raise PlanStale(f"the source's {', '.join(changed)} changed since the plan was made",
                         hint="run the plan cell again and review the new plan")
     for action in plan.actions:
-        if action.sql is None:
+        if action.sql is None and action.observe_seconds:
+            require_none(observe(server, action.observe_seconds))
+        elif action.sql is None:
             _wait_anonymous(server, plan.wait_seconds)
         else:
             server.execute(action.sql)

@@ -130,10 +130,7 @@ def classify(status: ReplicaStatus | None) -> tuple[str, int, str]:
 def worker_error(replica: Server) -> tuple[int, str, str]:
     """The applier worker's own error (errno, message, applying GTID); the coordinator's text in
     SHOW REPLICA STATUS names no table or key when replica_parallel_workers > 0."""
-    row = replica.query_one(
-        "SELECT LAST_ERROR_NUMBER AS n, LAST_ERROR_MESSAGE AS m, APPLYING_TRANSACTION AS g "
-        "FROM performance_schema.replication_applier_status_by_worker "
-        "WHERE CHANNEL_NAME = '' AND LAST_ERROR_NUMBER <> 0 ORDER BY LAST_ERROR_TIMESTAMP DESC LIMIT 1")
+    row = replica.query_one(replica.dialect.applier_worker_error())
     return (int(row["n"]), str(row["m"] or ""), str(row["g"] or "")) if row else (0, "", "")
 
 
@@ -259,8 +256,8 @@ _OPTIONS = {
                "keeping one side's version (see 'keep')"), ("the other side's version of those rows is "
                                                            "overwritten; done while applications leave "
                                                            "those rows alone")),
-    "purged": (("declare the purged GTIDs applied (gtid_purged; Aurora: one skip per GTID), restart, "
-               "then repair the rows that differ"), ("rows changed by the lost transactions are copied "
+    "purged": (("declare the purged GTIDs applied (gtid_purged; Aurora 3.04+: rds_gtid_purged, older: one "
+                "skip per GTID), restart, then repair the rows that differ"), ("rows changed by the lost transactions are copied "
                                                    "from the writer; schema changes are not: re-seed then")),
     "re-seed": ("restore Aurora again from a new backup (notebooks 04 and 05)",
                 "hours of work; the only sound fix when much is lost or DDL is involved"),

@@ -2,7 +2,8 @@
 
 1. :func:`plan_fixes` gets each failing channel going again, the way its side allows: on the MySQL
    source an empty transaction under the failing GTID (or ``gtid_purged`` for GTIDs the other side
-   purged) and ``START REPLICA``; on Aurora ``rds_skip_transaction_with_gtid`` (once per GTID), then
+   purged) and ``START REPLICA``; on Aurora ``rds_skip_transaction_with_gtid`` (once per GTID; 3.04+:
+   purged GTIDs in one ``rds_gtid_purged``), then
    the stop procedure and the start procedure (after an applier error the receiver still runs, and
    Aurora's start procedure refuses while any thread runs).
 2. :func:`compare_affected` compares, with both channels running, the tables the failed transaction
@@ -155,9 +156,11 @@ def _skip_acts(rb: Session, channel: str, gtids: GtidSet, why: str) -> list[_Act
     srv = _server(rb, channel)
     d = srv.dialect
     if srv.identity.is_aurora:
+        if why.startswith("declare") and d.has_rds_gtid_purged:     # Aurora 3.04+: one call for the set
+            return [_act("aurora", [d.gtid_purged(str(gtids))], why, "not reversible: the GTIDs count as executed")]
         if gtids.count() > MAX_AURORA_SKIPS:
-            raise RunbookError(f"{gtids.count()} transactions would have to be skipped one by one on Aurora",
-                               hint="re-seed Aurora (notebooks 04 and 05): it is the sound fix for this much")
+            raise RunbookError(f"{gtids.count()} GTIDs to skip one by one on Aurora {srv.identity.aurora_version}",
+                               hint="upgrade to Aurora 3.04+ (mysql.rds_gtid_purged), or re-seed (notebooks 04, 05)")
         return [_act("aurora", [d.skip_transaction_with_gtid(g) for g in _each(gtids)], why,
                      "not reversible: the GTIDs count as executed")]
     if why.startswith("declare"):

@@ -7,6 +7,7 @@ runbook's admin account does.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from runbook_lib.lab.aurora_standin import (
     FORBIDDEN_PRIVILEGES,
     install_aurora_standin,
     master_user_grants,
+    procedures_for,
     split_sql_script,
     standin_installed,
 )
@@ -267,8 +269,12 @@ def test_full_cycle_set_start_replicate_stop_reset(admin, pair):
                                       "First call mysql.rds_set_external_master.")
         assert set_source(admin, source) == []
         status = replica_status(admin)
+        # ssl_encryption=1 was given: Aurora ignores it ("This option isn't currently implemented").
         assert (status["Source_Port"], status["Auto_Position"], status["Source_SSL_Allowed"],
-                status["Connect_Retry"], status["Source_Retry_Count"]) == (source.port, 1, "Yes", 60, 86400)
+                status["Connect_Retry"], status["Source_Retry_Count"]) == (source.port, 1, "No", 60, 86400)
+        assert call(admin, "CALL mysql.rds_set_binlog_source_ssl(1)") == [("Binlog source SSL has been set to 1.",)]
+        status = replica_status(admin)
+        assert (status["Source_SSL_Allowed"], status["Source_SSL_Verify_Server_Cert"]) == ("Yes", "No")
         assert set(status["Replicate_Ignore_Table"].split(",")) == {
             "mysql.rds_replication_status", "mysql.rds_monitor", "mysql.rds_sysinfo",
             "mysql.rds_configuration", "mysql.rds_history"}
@@ -292,6 +298,7 @@ def test_full_cycle_set_start_replicate_stop_reset(admin, pair):
         assert call(admin, "CALL mysql.rds_reset_external_source") == [("Slave has been reset",)]
         assert replica_status(admin) == {}
         assert refused(admin, "CALL mysql.rds_reset_external_source")[0] == 1644
+        assert refused(admin, "CALL mysql.rds_set_binlog_source_ssl(1)")[0] == 1644      # no channel
         actions = [r[0] for r in call(admin, "SELECT action FROM mysql.rds_history")]
         assert {"set master", "start slave", "stop slave", "reset slave"} <= set(actions)
 
@@ -357,6 +364,21 @@ def test_internal_writes_do_not_change_gtid_executed(admin, pair):
     assert scalar(admin, "SELECT @@SESSION.sql_log_bin") == 1
 
 
+def test_binlog_ssl_material_is_checked_kept_as_digests_and_removed(admin):
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    good = json.dumps({"ssl_ca": pem, "ssl_cert": pem, "ssl_key": pem.replace("CERTIFICATE", "RSA PRIVATE KEY")})
+    assert call(admin, "CALL mysql.rds_import_binlog_ssl_material(%s)", (good,)) == [
+        ("SSL material has been imported.",)]
+    stored = call(admin, "SELECT * FROM mysql.rds_standin_ssl_material")
+    assert len(stored) == 1 and "BEGIN" not in repr(stored)                # digests, never the key
+    for bad in ("not json", json.dumps({"ssl_ca": pem, "ssl_cert": pem}), json.dumps(
+            {"ssl_ca": pem, "ssl_cert": pem, "ssl_key": "plain"})):
+        errno, msg = refused(admin, "CALL mysql.rds_import_binlog_ssl_material(%s)", (bad,))
+        assert errno == 1644 and "ssl_ca, ssl_cert and ssl_key" in msg
+    assert call(admin, "CALL mysql.rds_remove_binlog_ssl_material") == [("SSL material has been removed.",)]
+    assert call(admin, "SELECT COUNT(*) FROM mysql.rds_standin_ssl_material") == [(0,)]
+
+
 def test_procedures_refuse_inside_a_transaction_like_aurora(pair):
     _, aurora = pair
     with closing(pymysql.connect(host="127.0.0.1", port=aurora.port, user="admin",
@@ -378,12 +400,23 @@ def test_second_install_updates_password_and_aurora2_names(pair):
                                        "WHERE ROUTINE_SCHEMA = 'mysql' AND ROUTINE_TYPE = 'PROCEDURE'")}
         assert "rds_set_external_master_with_auto_position" in names
         assert not names & set(AURORA3_ONLY_PROCEDURES)
+        assert "rds_set_binlog_source_ssl" not in names          # Aurora 3.06 and higher only
+        assert "rds_import_binlog_ssl_material" not in names     # Aurora 2: only 2.09.2, 2.10.0/1, 2.11.0
         assert standin_installed(c)
         with pytest.raises(pymysql.err.OperationalError):
             login(ADMIN_PASSWORD).close()
         with closing(login("Another-pw-2")) as a:
             grants = " ".join(r[0] for r in call(a, "SHOW GRANTS"))
             assert "WITH GRANT OPTION" in grants and "rds_superuser_role" not in grants
+        for version, has_ssl, has_master in (("3.05.2", False, True), ("8.4.7", True, False),
+                                             ("2.11.0", False, True)):
+            install_aurora_standin(c, aurora_version=version, admin_password=ADMIN_PASSWORD)
+            names = {r[0] for r in call(c, "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+                                           "WHERE ROUTINE_SCHEMA = 'mysql' AND ROUTINE_TYPE = 'PROCEDURE'")}
+            assert set(procedures_for(version)) <= names and standin_installed(c)
+            assert ("rds_set_binlog_source_ssl" in names, "rds_reset_external_master" in names) == \
+                (has_ssl, has_master), version
+            assert "rds_import_binlog_ssl_material" in names, version     # 2.11.0, 3.01.1+ and 8.4
         install_aurora_standin(c, aurora_version="3.08.0", admin_password=ADMIN_PASSWORD)
         assert standin_installed(c)
     login(ADMIN_PASSWORD).close()

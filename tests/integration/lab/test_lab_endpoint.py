@@ -50,7 +50,7 @@ def elab():
     path.write_text(json.dumps(dataclasses.asdict(state)))
     path.chmod(0o600)
     try:
-        state = control.up(NAME, say=lambda *_: None)      # builds both servers, starts the endpoint
+        state = control.up(NAME, aurora="3", say=lambda *_: None)      # builds both servers, starts the endpoint
         yield state, control.instances(state)
     finally:
         for inst in control.instances(state).values():
@@ -280,7 +280,8 @@ def replicating(elab, restored) -> None:
         cur.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'")
     with admin(elab) as conn, conn.cursor() as cur:
         cur.execute("CALL mysql.rds_set_external_source_with_auto_position("
-                    "'127.0.0.1', %s, 'replicator', %s, 1)", (servers["onprem"].port, password))
+                    "'127.0.0.1', %s, 'replicator', %s, 0)", (servers["onprem"].port, password))
+        cur.execute("CALL mysql.rds_set_binlog_source_ssl(1)")    # ssl_encryption is not implemented
         cur.execute("CALL mysql.rds_start_replication")
     wait_for("replication onprem -> aurora", lambda: query(servers["aurora"], RUNNING), 20)
 

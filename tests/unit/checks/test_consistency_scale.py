@@ -43,6 +43,8 @@ def test_the_first_chunk_is_safe_with_a_stale_row_estimate() -> None:
 class _Lags:
     """The one thing the throttle reads of a heartbeat monitor."""
 
+    directions = ("source → aurora", "aurora → source")
+
     def __init__(self, lags: dict) -> None:
         self.lags = lags
 
@@ -53,7 +55,7 @@ class _Lags:
 def test_the_throttle_names_each_direction_above_its_limit() -> None:
     throttle = Throttle(lag_limit=1.0, monitor=_Lags({"source → aurora": 0.2, "aurora → source": 3.5}))
     assert throttle.reasons(()) == ["aurora → source lag 3.50 s > 1 s"]
-    throttle.monitor = _Lags({"source → aurora": None, "aurora → source": 0.1})
+    throttle.monitor = _Lags({"aurora → source": 0.1})                 # no sample of source → aurora yet
     assert throttle.reasons(()) == ["source → aurora lag unknown > 1 s"]
     throttle.monitor = _Lags({"source → aurora": 0.9, "aurora → source": 0.1})
     assert throttle.reasons(()) == []

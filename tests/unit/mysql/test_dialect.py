@@ -200,6 +200,38 @@ def test_add_gtid_purged() -> None:
             dialect_for(identity("9.7.4")).add_gtid_purged(bad)
 
 
+def test_rds_gtid_purged_from_aurora_3_04_only() -> None:
+    """Aurora User Guide, "Replicating transactions using GTIDs": mysql.rds_gtid_purged(gtid_set), Aurora
+    MySQL 3.04 and higher; '+set' appends to gtid_purged."""
+    gtids = "F5490AB2-E770-11F1-B41C-02FC00000001:1-5,f5490ab2-e770-11f1-b41c-02fc00000001:9"
+    for aurora in ("3.04.0", "3.08.0", "3.12.0"):
+        d = dialect_for(identity("8.0.39", aurora))
+        assert d.has_rds_gtid_purged
+        assert d.gtid_purged(gtids).shown() == ("CALL mysql.rds_gtid_purged("
+                                                "'+f5490ab2-e770-11f1-b41c-02fc00000001:1-5:9')")
+        assert d.gtid_purged("+" + gtids).args == d.gtid_purged(gtids).args
+    for version, aurora in (("8.0.26", "3.03.1"), ("5.7.12", "2.11.6"), ("5.7.44", "2.12.5"), ("9.7.4", "")):
+        d = dialect_for(identity(version, aurora))
+        assert not d.has_rds_gtid_purged
+        with pytest.raises(UnsupportedServer, match="3.04" if aurora else "only on Aurora"):
+            d.gtid_purged(gtids)
+    with pytest.raises(UnsupportedServer, match="gtid_purged"):     # the native way says where to go
+        dialect_for(identity("8.0.39", "3.08.0")).add_gtid_purged(gtids)
+    for bad in ("", "+", "garbage"):
+        with pytest.raises(ParameterError):
+            dialect_for(identity("8.0.39", "3.08.0")).gtid_purged(bad)
+
+
+def test_tablespace_queries_follow_the_version() -> None:
+    """Where a physical copy finds the data files: information_schema.FILES from 8.0 (run on 9.7 by the
+    preflight drills' lab test), INNODB_SYS_DATAFILES on 5.7; encryption per tablespace from 8.0.13."""
+    assert "information_schema.FILES" in dialect_for(identity("9.7.4")).tablespace_files().text
+    assert "INNODB_SYS_DATAFILES" in dialect_for(identity("5.7.44")).tablespace_files().text
+    assert "INNODB_TABLESPACES" in dialect_for(identity("8.0.13")).encrypted_tablespaces().text
+    assert dialect_for(identity("8.0.12")).encrypted_tablespaces() is None
+    assert dialect_for(identity("5.7.44")).encrypted_tablespaces() is None
+
+
 def test_status_field() -> None:
     assert dialect_for(identity("8.0.21")).status_field("seconds_behind") == "Seconds_Behind_Master"
     assert dialect_for(identity("9.7.4")).status_field("seconds_behind") == "Seconds_Behind_Source"
@@ -221,8 +253,8 @@ LAB_STAND_IN = identity("9.7.4-2", "3.08.0")
 ])
 def test_aurora_procedures(ident: ServerIdentity, set_source: str, reset: str) -> None:
     d = dialect_for(ident, role="aurora")
-    sql = d.set_external_source("10.0.0.5", 3306, "repl", "Rep#12345", 0)
-    assert sql.shown() == f"CALL {set_source}('10.0.0.5', 3306, 'repl', '********', 0)"
+    sql = d.set_external_source("10.0.0.5", 3306, "repl", "Rep#12345")
+    assert sql.shown() == f"CALL {set_source}('10.0.0.5', 3306, 'repl', '********', 0)"   # ssl_encryption: 0
     assert "Rep#12345" in sql.args
     assert str(d.reset_external_source()) == f"CALL {reset}"
     assert str(d.start_replication()) == "CALL mysql.rds_start_replication"
@@ -251,15 +283,29 @@ def test_statements_on_stand_in_follow_mysql_version() -> None:
 
 
 def test_aurora2_limits() -> None:
-    with pytest.raises(UnsupportedServer, match="ssl_encryption"):
-        dialect_for(AURORA2).set_external_source("h", 3306, "u", "p", 1)
-    assert dialect_for(AURORA3).set_external_source("h", 3306, "u", "p", 1).args[4] == 1
     old = dialect_for(identity("5.7.12", "2.10.2"))
     assert old.set_binlog_retention(168).args == (168,)
     with pytest.raises(ParameterError):
         old.set_binlog_retention(169)
-    with pytest.raises(ParameterError):
-        dialect_for(AURORA3).set_external_source("h", 3306, "u", "p", 2)
+
+
+@pytest.mark.parametrize("ident, has", [
+    (AURORA2, False), (identity("5.7.44", "2.12.1"), False), (AURORA3, False),
+    (identity("8.0.34", "3.06.0"), True), (LAB_STAND_IN, True), (identity("8.4.7", "8.4.7"), True),
+])
+def test_binlog_source_ssl_from_aurora_3_06(ident: ServerIdentity, has: bool) -> None:
+    # AWS, "Configuring, starting, and stopping binary log (binlog) replication": ssl_encryption is "not
+    # currently implemented"; mysql.rds_set_binlog_source_ssl is "supported for Aurora MySQL version 3.06 and higher".
+    d = dialect_for(ident, role="aurora")
+    assert d.sets_binlog_source_ssl is has
+    if has:
+        assert (str(d.set_binlog_source_ssl(True)), str(d.set_binlog_source_ssl(False))) == (
+            "CALL mysql.rds_set_binlog_source_ssl(1)", "CALL mysql.rds_set_binlog_source_ssl(0)")
+    else:
+        with pytest.raises(UnsupportedServer, match="3.06"):
+            d.set_binlog_source_ssl(True)
+    with pytest.raises(UnsupportedServer, match="only on Aurora"):
+        dialect_for(identity("8.0.40")).set_binlog_source_ssl(True)
 
 
 def test_procedures_refused_on_mysql() -> None:
@@ -286,6 +332,18 @@ def test_replication_user(ident: ServerIdentity, plugin: str) -> None:
     assert d.grant_replication("replicator", "%").shown() == \
         "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%'"
     assert d.drop_user("replicator", "%").shown() == "DROP USER IF EXISTS 'replicator'@'%'"
+
+
+def test_replication_user_with_a_chosen_plugin() -> None:
+    d = dialect_for(identity("8.0.40"))
+    assert d.create_replication_user("r", "%", "pw", "mysql_native_password").shown() == \
+        "CREATE USER IF NOT EXISTS 'r'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
+    assert d.alter_user_plugin("r", "%", "pw", "mysql_native_password").shown() == \
+        "ALTER USER 'r'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
+    with pytest.raises(ParameterError):
+        d.create_replication_user("r", "%", "pw", "sha256_password")
+    with pytest.raises(UnsupportedServer):
+        dialect_for(identity("5.7.44")).create_replication_user("r", "%", "pw", "caching_sha2_password")
 
 
 def test_auth_plugin_for_another_source() -> None:

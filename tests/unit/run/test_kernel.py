@@ -35,3 +35,22 @@ def test_jupyter_runs_the_spec_with_the_interpreter_that_starts_it(tmp_path, mon
     kernel.ensure()
     manager = KernelManager(kernel_name=kernel.NAME, kernel_spec_manager=KernelSpecManager())
     assert manager.format_kernel_cmd()[0] == sys.executable
+
+
+def test_kernels_started_by_the_runbook_listen_on_their_own_ipc_sockets(tmp_path, monkeypatch):
+    """No TCP port (so no 'running over TCP without encryption' warning), and no two kernels share sockets."""
+    import importlib
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    module, _, name = kernel.MANAGER.rpartition(".")
+    manager = getattr(importlib.import_module(module), name)
+    first, second = manager(kernel_name=kernel.NAME), manager(kernel_name=kernel.NAME)
+    assert first.transport == "ipc" and second.transport == "ipc"
+    assert first.ip != second.ip and first.ip.startswith(str(tmp_path))
+
+
+def test_a_phase_is_one_line():
+    from runbook_lib.run.runner import PhaseResult, phase_line
+    assert phase_line(PhaseResult("06_validation", "ok", 17.84)) == "06_validation            ok          17.8s"
+    failed = phase_line(PhaseResult("06_validation", "failed", 3.0, "CheckFailed: lag\n  -> wait", 12))
+    assert failed.endswith("3.0s  cell 12: CheckFailed: lag")

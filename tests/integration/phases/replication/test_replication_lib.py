@@ -9,8 +9,10 @@ must not care how the servers got there; the session's shared ``lab`` is not tou
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
+import pymysql
 import pytest
 
 from runbook_lib.checks import channels
@@ -72,7 +74,10 @@ def test_nothing_approved_plans_both_steps_and_changes_nothing(rlab):
         assert "apply step 'replication_users' first" in change.plan.notes
         details = "\n".join(s.detail for s in change.plan.steps)
         assert "rds_set_external_source_with_auto_position('127.0.0.1'" in details
-        assert "'replicator', '********', 1)" in details
+        assert "'replicator', '********', 0)" in details       # ssl_encryption: not implemented on Aurora
+        assert "CALL mysql.rds_set_binlog_source_ssl(1)" in details
+        assert "caching_sha2_password; source → aurora TLS (mysql.rds_set_binlog_source_ssl(1))" in \
+            change.plan.notes
         assert "SOURCE_AUTO_POSITION = 1, SOURCE_SSL = 1, SOURCE_CONNECT_RETRY = 2" in details
         assert rb.gate.apply(change.plan, change.apply).status == "skipped"
         with pytest.raises(errors.NotApplied, match="replication account replicator@% on the source"):
@@ -137,6 +142,8 @@ def test_wait_until_caught_up_names_what_is_missing(rlab):
             channels.wait_until_caught_up(rb.aurora(), mine | never, timeout=1.5, poll=0.5)
         assert 1.4 < time.monotonic() - started < 5
         assert exc.value.missing == str(never) and "[aurora]" in str(exc.value)
+        assert exc.value.cause.startswith("IO Yes, SQL Yes; no error, the applier is just behind by 3 "
+                                          "transactions")           # what the channel reports, not a guess
 
 
 def test_channels_configured_differently_are_planned_and_fixed(rlab):
@@ -150,6 +157,7 @@ def test_channels_configured_differently_are_planned_and_fixed(rlab):
         actions = [(s.target, s.action) for s in change.plan.steps]
         assert actions == [("aurora", "stop replication (source → aurora)"),
                            ("aurora", f"replicate from 127.0.0.1:{src.port} (source → aurora)"),
+                           ("aurora", "TLS on (source → aurora)"),
                            ("aurora", "start replication (source → aurora)"),
                            ("source", "stop replication (aurora → source)"),
                            ("source", f"replicate from 127.0.0.1:{aur.port} (aurora → source)"),
@@ -199,7 +207,7 @@ def test_wrong_password_shows_the_io_error_then_the_right_one_repairs(rlab, monk
                                                 "env:RUNBOOK_TEST_WRONG_REPLICATION_PASSWORD"))
     with open_rb(wrong) as rb:
         result = r.plan_replication(rb).apply()
-        assert "IO error 1045" in result["result"][1]                 # Aurora's start procedure reported it
+        assert any("IO error 1045" in x for x in result["result"])     # Aurora's start procedure reported it
         statuses = channels.directions(rb, settle=15)
         assert all(s.last_io_errno == 1045 for s in statuses.values())
         with pytest.raises(errors.ReplicationError) as exc:
@@ -213,9 +221,59 @@ def test_wrong_password_shows_the_io_error_then_the_right_one_repairs(rlab, monk
         channels.require_running(rb, channels.directions(rb, settle=15))
 
 
+def test_channel_without_tls_fails_with_2061_and_the_rerun_restores_tls(rlab):
+    """caching_sha2_password on a channel without TLS: error 2061, whatever the password (MySQL 9.7 shows it
+    once the server's authentication cache is empty); the advice says so; phase 05 re-plans the TLS."""
+    state, servers, params = rlab
+    src, aur = servers["onprem"], servers["aurora"]
+    admin = {"user": "admin", "password": state.passwords["aurora_admin"]}
+    query(aur, "CALL mysql.rds_stop_replication", **admin)
+    query(aur, "CALL mysql.rds_set_binlog_source_ssl(0)", **admin)
+    query(src, "FLUSH NO_WRITE_TO_BINLOG PRIVILEGES")             # empties caching_sha2_password's cache
+    with contextlib.suppress(pymysql.err.MySQLError):     # Aurora's start fails when the channel does not run
+        query(aur, "CALL mysql.rds_start_replication", **admin)
+    with open_rb(params) as rb:
+        status = channels.directions(rb, settle=15)[channels.TO_AURORA]
+        assert (status.last_io_errno, status.ssl_allowed) == (2061, False), status.errors
+        tip = channels.advice(channels.TO_AURORA, status)
+        assert "without TLS" in tip and "password does not match" not in tip
+        change = r.plan_replication(rb)
+        assert "TLS False (wanted True)" in change.plan.notes
+        assert "CALL mysql.rds_set_binlog_source_ssl(1)" in [s.detail for s in change.plan.steps]
+        change.apply()
+        channels.require_running(rb, channels.directions(rb, settle=15))
+        assert r.plan_replication(rb).plan.is_empty
+
+
 def test_replication_without_tls_is_refused_for_caching_sha2(rlab):
     _, _, params = rlab
     plain = params.with_name("plain.yaml")
     plain.write_text(params.read_text().replace("replication_ssl: true", "replication_ssl: false"))
     with open_rb(plain) as rb, pytest.raises(errors.ParameterError, match="replication_ssl"):
         r.plan_replication(rb)
+
+
+def test_sequence_runs_of_57_and_80_agree_on_a_real_server(rlab):
+    """The failover test's result query: 5.7 has no window functions, so its dialect finds the runs of
+    consecutive seq another way; both forms give the same runs (run here on the lab's MySQL)."""
+    from runbook_lib.mysql.dialect import dialect_for
+    from runbook_lib.mysql.identity import Flavor, ServerIdentity
+    _, servers, _ = rlab
+    src = servers["onprem"]
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")             # stays on the source: nothing replicates
+        cur.execute("CREATE DATABASE IF NOT EXISTS runbook_t")
+        cur.execute("CREATE TABLE IF NOT EXISTS runbook_t.seq_runs (run_id INT, origin VARCHAR(8), seq INT, "
+                    "UNIQUE KEY (run_id, origin, seq))")
+        cur.execute("INSERT INTO runbook_t.seq_runs VALUES " + ", ".join(
+            f"(1, '{o}', {n})" for o, seqs in (("source", [1, 2, 3, 7, 8, 10]), ("aurora", [1, 2, 5]))
+            for n in seqs) + ", (2, 'source', 4)")
+        runs = {}
+        for version in ((5, 7, 44), (8, 0, 40)):
+            ident = ServerIdentity(version, "", "", Flavor.MYSQL57 if version[0] == 5 else Flavor.MYSQL80)
+            sql = dialect_for(ident).sequence_runs("runbook_t.seq_runs", 1)
+            cur.execute(sql.text, sql.args)
+            runs[version] = sorted((r["origin"], r["lo"], r["hi"]) for r in cur.fetchall())
+        cur.execute("DROP DATABASE runbook_t")
+    assert runs[(5, 7, 44)] == runs[(8, 0, 40)] == [
+        ("aurora", 1, 2), ("aurora", 5, 5), ("source", 1, 3), ("source", 7, 8), ("source", 10, 10)]

@@ -212,8 +212,14 @@ def test_each_problem_fails_the_verdict(changes, problem):
     assert "✖" in set(r.to_frame()["ok"]) or "batch" in problem
 
 
+def test_a_run_that_did_not_converge_says_what_the_channels_reported():
+    r = result(converged_at=None, channels=("aurora → source: IO Yes, SQL No; applier (SQL) error 1062: Duplicate",))
+    assert any(p.endswith("the channels report: aurora → source: IO Yes, SQL No; applier (SQL) error 1062: "
+                          "Duplicate") for p in r.problems), r.problems
+
+
 def test_json_round_trip_is_exact():
-    r = result(recovered_at=None, converged_at=None)
+    r = result(recovered_at=None, converged_at=None, channels=("source → aurora: IO Yes, SQL Yes; no error",))
     back = FailoverResult.from_json(r.to_json())
     assert back == r and back.verdict == "not converged" and back.recovery_seconds is None
 

@@ -104,11 +104,33 @@ def test_sections_cover_every_row_once():
     ((8, 0, 36), "5.7.mysql_aurora.2.12.1", "fail"),
     ((8, 0, 36), "aurora-8", "fail"),
     ((9, 7, 4), "8.0.mysql_aurora.3.08.0", "warn"),     # lab rehearsal
+    ((8, 4, 3), "8.4.mysql_aurora.8.4.7", "pass"),      # Aurora MySQL 8.4 (2026)
+    ((8, 4, 3), "8.0.mysql_aurora.3.08.0", "fail"),
+    ((8, 0, 36), "8.4.mysql_aurora.8.4.7", "warn"),     # the fallback leg runs from 8.4 to 8.0
 ])
 def test_which_aurora_matches_the_source(version, engine, expected):
     flavor = {5: Flavor.MYSQL57, 8: Flavor.MYSQL80, 9: Flavor.MYSQL84_PLUS}[version[0]]
     pf = preflight(source(version, flavor), dataclasses.replace(LAB, aurora_engine_version=engine))
     assert status(pf, "Aurora version for the source") == expected
+
+
+def test_source_80_with_aurora_84_says_what_the_fallback_leg_means():
+    pf = preflight(source((8, 0, 36), Flavor.MYSQL80), dataclasses.replace(LAB, aurora_engine_version=
+                                                                          "8.4.mysql_aurora.8.4.7"))
+    row = next(r for r in pf.checks("versions") if r.item == "Aurora version for the source")
+    assert "newer to an older server" in row.advice and "Replication Compatibility Between MySQL" in row.advice
+    assert "(Aurora MySQL 8.4, MySQL 8.4)" in row.aurora
+
+
+@pytest.mark.parametrize("engine, expected", [
+    ("5.7.mysql_aurora.2.12.1", "warn"), ("8.0.mysql_aurora.3.05.2", "warn"),
+    ("8.0.mysql_aurora.3.06.0", "pass"), ("8.4.mysql_aurora.8.4.7", "pass"),
+])
+def test_tls_on_auroras_channel_from_3_06(engine, expected):
+    pf = preflight(params=dataclasses.replace(LAB, aurora_engine_version=engine))
+    row = next(r for r in pf.checks("versions") if r.item == "TLS on Aurora's replication channel")
+    assert row.status == expected
+    assert ("mysql_native_password" in row.advice) is (expected == "warn")
 
 
 def test_a_source_without_aurora_counterpart_fails_against_real_aws():

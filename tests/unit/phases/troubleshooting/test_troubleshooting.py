@@ -8,7 +8,7 @@ import pytest
 
 from runbook_lib.checks.channels import TO_AURORA, TO_SOURCE
 from runbook_lib.checks.consistency.chunks import Column, TableShape
-from runbook_lib.core.errors import ParameterError
+from runbook_lib.core.errors import ParameterError, RunbookError
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.mysql.status import ReplicaStatus
 from runbook_lib.phases.troubleshooting import diagnosis as ts
@@ -183,3 +183,37 @@ def test_row_statements_without_a_key_match_every_column() -> None:
 
 def test_each_gtid_of_a_set() -> None:
     assert sorted(repair._each(GtidSet.parse(f"{AUR}:3-4,{SRC}:9"))) == [f"{SRC}:9", f"{AUR}:3", f"{AUR}:4"]
+
+
+class _Planned:
+    """What repair's planners read of a server: who it is and its Dialect (no statement is run)."""
+
+    def __init__(self, version: tuple[int, int, int], aurora: str) -> None:
+        from runbook_lib.mysql.dialect import dialect_for
+        from runbook_lib.mysql.identity import Flavor, ServerIdentity
+        flavor = {"2": Flavor.AURORA2, "3": Flavor.AURORA3}[aurora[0]]
+        self.identity = ServerIdentity(version, ".".join(map(str, version)), "", flavor, aurora, 1, AUR)
+        self.dialect = dialect_for(self.identity, role="aurora")
+
+
+class _Session:
+    def __init__(self, aurora: _Planned) -> None:
+        self._aurora = aurora
+
+    def aurora(self) -> _Planned:
+        return self._aurora
+
+
+@pytest.mark.parametrize("aurora, calls", [("3.04.0", 1), ("3.08.0", 1), ("3.03.1", 3000), ("2.12.5", 3000)])
+def test_purged_gtids_on_aurora_one_call_from_3_04(aurora, calls) -> None:
+    """Aurora 3.04+: one mysql.rds_gtid_purged for the whole set; older: one skip per GTID (at most 1000)."""
+    rb = _Session(_Planned((8, 0, 39) if aurora[0] == "3" else (5, 7, 44), aurora))
+    missing = GtidSet.parse(f"{SRC}:1-3000")
+    if calls > repair.MAX_AURORA_SKIPS:
+        with pytest.raises(RunbookError, match="3.04"):
+            repair._skip_acts(rb, "aurora", missing, f"declare {missing} applied")
+        few = repair._skip_acts(rb, "aurora", GtidSet.parse(f"{SRC}:1-3"), "declare them applied")
+        assert [s.shown().split("(")[0] for s in few[0].sqls] == ["CALL mysql.rds_skip_transaction_with_gtid"] * 3
+        return
+    acts = repair._skip_acts(rb, "aurora", missing, f"declare {missing} applied")
+    assert [s.shown() for a in acts for s in a.sqls] == [f"CALL mysql.rds_gtid_purged('+{SRC}:1-3000')"]

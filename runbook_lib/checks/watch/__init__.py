@@ -1,0 +1,1 @@
+"""The live view of both replication directions during the migration window (``runbook watch``)."""
