@@ -155,14 +155,15 @@ def changed_on_both(source, aurora, marks: dict[str, BinlogMark],
 
 def reverify(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = (), small: int = 100,
              max_rounds: int = 5, wait_timeout: float = 30.0, rechecks: int = 4, max_keys: int = 1000,
-             sample_rows: int = 5, progress: bool = True, **full: object) -> Comparison:
-    """Check again only what changed since the scope's latest finished pass; see the module doc."""
-    ledger = Ledger(source, schemas, tables)
+             sample_rows: int = 5, progress: bool = True, record: bool = True, **full: object) -> Comparison:
+    """Check again only what changed since the scope's latest finished pass; see the module doc.
+    ``record`` False: reads only (nothing is written to the ledger; the next pass starts from the same one)."""
+    ledger = Ledger(source, schemas, tables, record=record)
     ledger.ensure()
     last = ledger.latest_covering()
     if last is None:
         return full_check(source, aurora, schemas, tables=tables, wait_timeout=wait_timeout, rechecks=rechecks,
-                          max_keys=max_keys, sample_rows=sample_rows, progress=progress, **full)
+                          max_keys=max_keys, sample_rows=sample_rows, progress=progress, record=record, **full)
     started = time.monotonic()
     shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
     names = [n for n in sorted(shapes_s.keys() | shapes_a.keys()) if (not tables or n in tables)

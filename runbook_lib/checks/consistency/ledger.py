@@ -118,17 +118,25 @@ class ChunkRow:
 
 
 class Ledger:
-    """The ledger of one scope on ``server`` (the source: writes there replicate to Aurora)."""
+    """The ledger of one scope on ``server`` (the source: writes there replicate to Aurora).  With
+    ``record`` False it only reads (a check that must change nothing: the cut-over's): its writes do
+    nothing and a missing table reads as no pass."""
 
-    def __init__(self, server: Server, schemas: Sequence[str], tables: Sequence[str] = ()) -> None:
-        self.server = server
+    def __init__(self, server: Server, schemas: Sequence[str], tables: Sequence[str] = (), *,
+                 record: bool = True) -> None:
+        self.server, self.record = server, record
         self.schemas, self.tables = tuple(schemas), tuple(tables)
         self.scope = scope_text(schemas, tables)
         self.scope_hash = hashlib.sha1(self.scope.encode()).hexdigest()
 
     def ensure(self) -> None:
-        for ddl in DDL:
-            self.server.execute(ddl)
+        if self.record:
+            for ddl in DDL:
+                self.server.execute(ddl)
+
+    def exists(self) -> bool:
+        return bool(self.server.scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                                       "'runbook' AND TABLE_NAME = 'consistency_run'"))
 
     def latest(self) -> Run | None:
         """The newest pass of this scope, finished or not."""
@@ -140,6 +148,8 @@ class Ledger:
     def latest_covering(self, look_back: int = 50) -> Run | None:
         """The newest finished pass of this scope or of a wider one (all tables of more schemas): where a
         re-verification of this scope can start (the validation phase's pass covers a cut-over's scope)."""
+        if not self.record and not self.exists():
+            return None
         schemas, tables = scope_parts(self.scope)
         for row in self.server.query(
                 "SELECT run_id, scope, scope_hash, kind, status, source_mark, aurora_mark, verdict, differing FROM "
@@ -158,6 +168,8 @@ class Ledger:
 
     def begin(self, kind: str, marks: dict[str, BinlogMark]) -> str:
         run_id = uuid.uuid4().hex
+        if not self.record:
+            return run_id
         self.server.execute(
             "INSERT INTO runbook.consistency_run (run_id, scope_hash, scope, kind, status, started, source_mark, "
             "aurora_mark) VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, %s)",
@@ -166,6 +178,8 @@ class Ledger:
         return run_id
 
     def chunk(self, run_id: str, row: ChunkRow, seconds: float) -> None:
+        if not self.record:
+            return
         self.server.execute(
             "REPLACE INTO runbook.consistency_chunk (run_id, table_name, chunk, lower_key, upper_key, source_rows, "
             "aurora_rows, same, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -187,6 +201,8 @@ class Ledger:
                marks: dict[str, BinlogMark] | None = None) -> None:
         """Mark a pass done: its verdict, the keys found differing per table (an empty list: the table
         differs as a whole), and where the next re-verification starts reading (``marks``, when given)."""
+        if not self.record:
+            return
         kept = {t: [[_plain(v) for v in k] for k in keys[:MAX_KEYS_KEPT]] for t, keys in differing.items()}
         sql, args = ("UPDATE runbook.consistency_run SET status = %s, finished = UTC_TIMESTAMP(6), verdict = %s, "
                      "differing = %s"), [DONE, verdict, json.dumps(kept)]

@@ -14,7 +14,7 @@ replication lag, resumable, with a progress bar, and a row-level report.
   whole-table checksum (no locks; it cannot be resumed half-way).
 * **Throttled.**  Before each chunk the :class:`Throttle` may hold it (heartbeat lag, Threads_running).
 * **Resumable.**  Each chunk is written to ``runbook.consistency_chunk`` (:mod:`.ledger`) on the source,
-  which replicates it.  ``mode='auto'`` continues the scope's latest full pass if it did not finish
+  which replicates it (``record=False``: nothing is written, a pass that only reads).  ``mode='auto'`` continues the scope's latest full pass if it did not finish
   and starts a new one otherwise; ``'fresh'`` always starts anew; ``'resume'`` continues the latest
   one even if it finished (then only its differing chunks are read again).
 * **Row-level report.**  Differing chunks are checked again (still differing or still changing, as
@@ -75,7 +75,7 @@ class _Check:
 def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] = (), mode: str = "auto",
                target_seconds: float = 0.5, max_chunk_rows: int = 5_000_000, throttle: Throttle | None = None,
                wait_timeout: float = 30.0, rechecks: int = 4, max_keys: int = 1000, sample_rows: int = 5,
-               progress: bool = True) -> Comparison:
+               progress: bool = True, record: bool = True) -> Comparison:
     """Compare every base table of ``schemas`` (only ``tables``, 'schema.table', when given); see the module doc."""
     if mode not in MODES:
         raise ParameterError("mode", f"{mode!r} is not one of {', '.join(MODES)}",
@@ -90,9 +90,9 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
     if unknown := sorted(set(tables) - set(names)):
         raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
     names = [n for n in names if (not tables or n in tables) and n not in LEDGER_TABLES]
-    ledger = Ledger(source, schemas, tables)
+    ledger = Ledger(source, schemas, tables, record=record)
     ledger.ensure()
-    last = ledger.latest()
+    last = ledger.latest() if record else None         # record False: reads only, a fresh pass
     go_on = last is not None and last.kind == FULL and (mode == "resume" or (mode == "auto" and not last.done))
     if go_on:
         run_id, done = last.run_id, ledger.chunks(last.run_id)

@@ -271,10 +271,10 @@ def check_before(rb: Session, move: Move, *, write_window: float = 5.0, catch_up
     results += _caught_up(srv, catch_up_timeout)
     comparison = None
     if all(r.status != "fail" for r in results):
-        # Only the rows written since the last finished pass (a full pass first when there is none):
-        # with the scope's writes stopped, seconds (runbook_lib.checks.consistency.changes).
+        # Only the rows written since the last finished pass (a full pass when there is none): with the
+        # scope's writes stopped, seconds (runbook_lib.checks.consistency.changes).  Reads only.
         comparison = changes.reverify(srv["source"], srv["aurora"], move.schemas, wait_timeout=catch_up_timeout,
-                                      progress=False, max_chunk_rows=chunk_rows)
+                                      progress=False, record=False, max_chunk_rows=chunk_rows)
         same = comparison.ok and bool(comparison.tables)
         rows = {r: f"{comparison.kind} in {comparison.seconds:.2f} s: {len(comparison.tables)} tables, "
                    f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows" for r in SIDES}
