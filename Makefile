@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test unit bench lab-up lab-down lab-status clean sysdeps
+.PHONY: setup demo test unit bench bench-large lab-up lab-down lab-status clean sysdeps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,13 @@ test: setup sysdeps
 unit: setup
 	$(PY) -m pytest tests/unit -q
 
+# The quick size (1,000,000 rows) by default; `make bench-large` measures 10,000,000 rows (it loads a lot).
+BENCH_ARGS ?=
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-large: setup
+	$(PY) -m bench --rows 10000000 $(BENCH_ARGS)
 
 lab-up: setup
 	$(VENV)/bin/runbook lab up --aurora 3

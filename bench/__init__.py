@@ -31,7 +31,7 @@ from runbook_lib.core.errors import LabError
 from runbook_lib.mysql.connection import Endpoint, Server, connect
 from runbook_lib.mysql.status import ReplicaStatus
 
-SECTIONS: list[str] = ["bench.checksum", "bench.lag", "bench.failover"]
+SECTIONS: list[str] = ["bench.checksum", "bench.lag", "bench.failover", "bench.scale"]
 
 CLUSTER_ID, WRITER_ID = "runbook-aurora", "runbook-aurora-1"      # as in parameters/lab.yaml
 ENGINE_VERSION, FAMILY = "8.0.mysql_aurora.3.08.0", "aurora-mysql8.0"

@@ -29,7 +29,8 @@ SHARED_LABS = {
     # phases 01-07 as Aurora 8.4 on a lab of its own: second in line, so the other worker starts it
     "lab-aurora84": ("tests/integration/run/test_pipeline_aurora84.py",),
     "lab-bidir": ("tests/integration/checks/test_consistency_lab.py", "tests/integration/checks/test_heartbeat_lab.py",
-                  "tests/integration/checks/test_watch_lab.py", "tests/browser/test_jupyterlab.py"),
+                  "tests/integration/checks/test_watch_lab.py", "tests/browser/test_jupyterlab.py",
+                  "tests/integration/checks/test_consistency_scale_lab.py"),
 }
 
 

@@ -13,7 +13,7 @@ below Linux's ephemeral port range (32768-60999), where a client socket could ta
     (none)          0  the session's ``lab`` (tests/conftest.py): test_lab_core and the notebook tests
     failover        3  test_failover_lab
     cutover         6  test_cutover_lab
-    bidir          10  test_consistency_lab and test_heartbeat_lab (one lab: :func:`bidir_lab`)
+    bidir          10  test_consistency_lab, test_heartbeat_lab, test_consistency_scale_lab (one lab: :func:`bidir_lab`)
     cleanup        13  test_cleanup_lab
     faults         16  test_faults_lab
     repl           20  test_replication_lib

@@ -304,6 +304,16 @@ class Server:
 
     # --- lifetime -----------------------------------------------------------
 
+    def another(self) -> Server:
+        """A new connection to the same endpoint with the same credentials (for another thread)."""
+        return Server(self.endpoint, self._password.reveal())
+
+    def stream_settings(self) -> dict[str, Any]:
+        """:func:`pymysql.connect` arguments of this endpoint, for a binary log reader (python-mysql-replication)."""
+        ep = self.endpoint
+        return {"host": ep.host, "port": ep.port, "user": ep.user, "password": self._password.reveal(),
+                "connect_timeout": ep.connect_timeout, "read_timeout": ep.read_timeout, **ep.tls_options()}
+
     def reconnect(self) -> None:
         """Open a new connection (after a failover or a lost connection); identity is detected again."""
         self.close()

@@ -101,6 +101,7 @@ class TableResult:
     ranges: tuple[KeyRange, ...] = ()
     note: str = ""
     seconds: float = 0.0
+    differing_rows: int | None = None       # keys that differ in all, when more than ``ranges`` lists
 
     @property
     def same(self) -> bool:
@@ -208,9 +209,10 @@ class Pair:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="consistency")
         self.points: list[GtidSet] = []
 
-    def both(self, work: Callable[[Server], Any]) -> tuple[Any, Any]:
-        """At a fresh common point, ``work`` on each side concurrently, each in a snapshot."""
-        self.points.append(point := common_point(self.source, self.aurora))
+    def both(self, work: Callable[[Server], Any], point: GtidSet | None = None) -> tuple[Any, Any]:
+        """At a fresh common point (or ``point``, read earlier), ``work`` on each side concurrently, each in
+        a snapshot."""
+        self.points.append(point := point if point is not None else common_point(self.source, self.aurora))
         futures = [self.pool.submit(_in_snapshot, s, point, self.timeout, work) for s in (self.source, self.aurora)]
         return futures[0].result(), futures[1].result()
 

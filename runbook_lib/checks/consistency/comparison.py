@@ -44,6 +44,7 @@ from runbook_lib.checks.consistency.chunks import (
     TableShape,
     compare_table,
 )
+from runbook_lib.checks.consistency.rows import samples_frame
 from runbook_lib.core.errors import CheckFailed, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +64,14 @@ class Comparison:
     schemas: tuple[str, ...]
     gtid_point: str             # what both sides had executed when the first table was read
     seconds: float
+    # a pass of runbook_lib.checks.consistency.scan / .changes: its ledger id, 'full' or 'reverify',
+    # differing column values of the first few rows, seconds paused by the throttle, continued or not
+    run_id: str = ""
+    kind: str = ""
+    samples: tuple = ()
+    throttled_s: float = 0.0
+    resumed: bool = False
+    rounds: tuple = ()          # a re-verification's rounds (runbook_lib.checks.consistency.changes.Round)
 
     @property
     def tables_differ(self) -> list[str]:
@@ -81,7 +90,7 @@ class Comparison:
         rows = []
         for t in self.tables:
             keys = "; ".join(r.text() for r in t.ranges[:MAX_RANGES_SHOWN])
-            more = len(t.ranges) - MAX_RANGES_SHOWN
+            more = max(len(t.ranges), t.differing_rows or 0) - min(len(t.ranges), MAX_RANGES_SHOWN)
             rows.append({"table": t.table, "method": t.method, "source_rows": t.source_rows,
                          "aurora_rows": t.aurora_rows, "chunks": t.chunks, "chunks_differ": t.chunks_differ,
                          "verdict": t.verdict, "differing_keys": keys + (f"; ... {more} more" if more > 0 else "")
@@ -91,6 +100,10 @@ class Comparison:
     def ranges_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"table": r.table, "first_key": r.first, "last_key": r.last, "rows": r.rows,
                               "kind": r.kind} for t in self.tables for r in t.ranges], columns=RANGE_COLUMNS)
+
+    def samples_frame(self) -> pd.DataFrame:
+        """Differing column values of the first few differing rows (table, key, column, source, aurora)."""
+        return samples_frame(self.samples)
 
     def verdict_line(self) -> str:
         n, differ, changing = len(self.tables), self.tables_differ, self.tables_changing

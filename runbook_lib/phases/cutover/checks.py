@@ -6,7 +6,8 @@
 * :func:`check_before` -> :class:`Checks` (reads only): no session and no write of the scope on the
   side it leaves during a short window (processlist; performance_schema write counters sampled at
   both ends; the binary log's GTID origins), replication running and caught up both ways (GTID
-  sets), the scope's tables identical (:mod:`runbook_lib.checks.consistency.comparison`).  A failure stops the phase.
+  sets), the scope's tables identical (re-verified since the last finished pass:
+  :mod:`runbook_lib.checks.consistency.changes`).  A failure stops the phase.
 * :func:`record`: the phase's figures for the run's report.
 
 The notebook calls the checks from here and the switch from :mod:`runbook_lib.phases.cutover.steps`.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runbook_lib.checks import channels, splitbrain
+from runbook_lib.checks.consistency import changes
 from runbook_lib.checks.consistency import comparison as consistency
 from runbook_lib.core import record as run_record
 from runbook_lib.core.display import CheckResult, checks_frame, show_table, verdict
@@ -269,10 +271,12 @@ def check_before(rb: Session, move: Move, *, write_window: float = 5.0, catch_up
     results += _caught_up(srv, catch_up_timeout)
     comparison = None
     if all(r.status != "fail" for r in results):
-        comparison = consistency.compare(srv["source"], srv["aurora"], move.schemas, chunk_rows=chunk_rows,
-                                         wait_timeout=catch_up_timeout)
+        # Only the rows written since the last finished pass (a full pass when there is none): with the
+        # scope's writes stopped, seconds (runbook_lib.checks.consistency.changes).  Reads only.
+        comparison = changes.reverify(srv["source"], srv["aurora"], move.schemas, wait_timeout=catch_up_timeout,
+                                      progress=False, record=False, max_chunk_rows=chunk_rows)
         same = comparison.ok and bool(comparison.tables)
-        rows = {r: f"{len(comparison.tables)} tables, "
+        rows = {r: f"{comparison.kind} in {comparison.seconds:.2f} s: {len(comparison.tables)} tables, "
                    f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows" for r in SIDES}
         results.append(CheckResult(IDENTICAL, rows["source"], rows["aurora"], "pass" if same else "fail",
                                    "" if same else comparison.verdict_line()))
