@@ -118,6 +118,7 @@ def replicated_lab(name: str, port_base: int, rows: int, *, fresh: bool = True,
     _aurora_cluster(ctx)
     _gtids_on_onprem(ctx)
     _replicate_both_ways(ctx)
+    _binlog_retention(ctx)
     ctx.wait_caught_up()
     say(f"lab {name!r}: two-way GTID replication set up in {time.monotonic() - started:.1f} s")
     return ctx
@@ -193,6 +194,17 @@ def _replicate_both_ways(ctx: Context) -> None:
         s.execute(s.dialect.change_source("127.0.0.1", ctx.state.aurora_port, REPLICATION_USER, password,
                                           ssl=True, connect_retry=2))
         s.execute(s.dialect.start_replica())
+
+
+def _binlog_retention(ctx: Context) -> None:
+    """Binary log retention on both sides as phases 02 and 05 leave it (parameters/lab.yaml), so that
+    phase 06's settings check finds nothing drifted on this lab either."""
+    from runbook_lib.context.params import load_parameters
+    p = load_parameters(Path(__file__).resolve().parents[1] / "parameters" / "lab.yaml")
+    with ctx.server("onprem") as s:
+        s.execute(s.dialect.set_global("binlog_expire_logs_seconds", p.source_binlog_expire_seconds))
+    with ctx.server("aurora") as s:
+        s.execute(s.dialect.set_binlog_retention(p.aurora_binlog_retention_hours))
 
 
 def env_int(name: str, default: int) -> int:
