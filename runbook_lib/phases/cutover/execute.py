@@ -44,16 +44,29 @@ from runbook_lib.core.errors import (
 )
 from runbook_lib.mysql.connection import keeps_out_of_binlog
 from runbook_lib.mysql.dialect import Sql
-from runbook_lib.phases.cutover.checks import SIDES, Account, Checks, Move, lock_states, scope_sessions, state_rows
-from runbook_lib.phases.cutover.steps import Action, Switch, account_copy, plan_switch
+from runbook_lib.phases.cutover.checks import (
+    SIDES,
+    Account,
+    Checks,
+    Move,
+    lock_states,
+    scope_sessions,
+    state_rows,
+)
+from runbook_lib.phases.cutover.steps import (
+    ER_NO_SUCH_THREAD,
+    OTHER,
+    Action,
+    Switch,
+    account_copy,
+    plan_switch,
+)
 from runbook_lib.phases.cutover.steps import verify as steps_verify
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.context.session import Session
     from runbook_lib.mysql.connection import Server
 
-OTHER = {"source": "aurora", "aurora": "source"}
-ER_NO_SUCH_THREAD = 1094
 SECTION = "switches"
 
 
