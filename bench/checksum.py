@@ -22,7 +22,7 @@ from pathlib import Path
 from runbook_lib.checks.consistency import comparison as consistency
 from runbook_lib.checks.consistency import scan
 from runbook_lib.core.errors import LabError
-from runbook_lib.mysql import dialect
+from runbook_lib.mysql import sql
 
 TABLE = ("app_crm", "persona")
 PT_DSN_TABLE = "percona.runbook_bench_dsns"
@@ -85,7 +85,7 @@ def run(ctx, repeats: int = 3) -> dict:
     pt = PtTableChecksum(ctx)
     try:
         columns = [c.name for c in consistency.read_shapes(source, [TABLE[0]])[".".join(TABLE)][0].columns]
-        bare = (f"SELECT BIT_XOR(CRC32(CONCAT_WS('#', {', '.join(dialect.q(c) for c in columns)}))) AS x "
+        bare = (f"SELECT BIT_XOR(CRC32(CONCAT_WS('#', {', '.join(sql.q(c) for c in columns)}))) AS x "
                 f"FROM {TABLE[0]}.{TABLE[1]}")
         for server in (source, aurora):
             server.execute(f"ANALYZE LOCAL TABLE {TABLE[0]}.{TABLE[1]}")   # real row estimates for pt's chunking

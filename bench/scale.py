@@ -23,8 +23,8 @@ import time
 from datetime import datetime, timezone
 
 from runbook_lib.checks.consistency import changes, scan
-from runbook_lib.checks.heartbeat import SCHEMA_DDL, TABLE_DDL, HeartbeatMonitor, Side
 from runbook_lib.checks.consistency.throttle import Throttle
+from runbook_lib.checks.heartbeat import SCHEMA_DDL, TABLE_DDL, HeartbeatMonitor, Side
 from runbook_lib.core.errors import LabError
 
 TABLE = "app_crm.persona"

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runbook_lib.core.errors import ParameterError, UnsupportedServer
-from runbook_lib.mysql.dialect import BINLOG_SOURCE_SSL_SINCE
+from runbook_lib.mysql.aurora_procedures import BINLOG_SOURCE_SSL_SINCE
 from runbook_lib.mysql.identity import Flavor, ServerIdentity
 
 __all__ = ["ChannelChoice", "choose_channel", "native_password_active"]

@@ -28,8 +28,9 @@ from runbook_lib.core.errors import (
     UnknownHost,
     UnsupportedServer,
 )
-from runbook_lib.mysql.dialect import Dialect, Sql, dialect_for
+from runbook_lib.mysql.dialect import Dialect, dialect_for
 from runbook_lib.mysql.identity import ServerIdentity, detect_identity
+from runbook_lib.mysql.sql import Sql
 
 log = logging.getLogger(__name__)
 

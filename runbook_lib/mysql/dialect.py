@@ -13,15 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from pymysql.converters import escape_item
 
 from runbook_lib.core.errors import ParameterError, UnsupportedServer
+from runbook_lib.mysql.aurora_procedures import AuroraProcedures
 from runbook_lib.mysql.gtid import GtidSet
-from runbook_lib.mysql.identity import (
-    ServerIdentity,
-)
+from runbook_lib.mysql.identity import ServerIdentity
+from runbook_lib.mysql.sql import Sql, int_param, single_gtid
 
 _VARIABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -39,48 +36,8 @@ _ROUTINE_HEAD = re.compile(rf"(?P<head>\s*CREATE\s+(?:DEFINER\s*=\s*{_QUOTED}(?:
 
 #: Authentication plugins a replication account may use.
 AUTH_PLUGINS = ("caching_sha2_password", "mysql_native_password")
-#: First Aurora version with ``mysql.rds_set_binlog_source_ssl`` (AWS, "Configuring, starting, and
-#: stopping binary log (binlog) replication": "supported for Aurora MySQL version 3.06 and higher").
-BINLOG_SOURCE_SSL_SINCE = (3, 6, 0)
 #: First Aurora MySQL version with ``mysql.rds_disable_session_binlog`` / ``rds_enable_session_binlog``.
 SESSION_BINLOG_PROCEDURES_SINCE = (2, 12, 0)
-
-#: Aurora's largest ``binlog retention hours`` (Aurora 2.11+ and 3); older Aurora 2 allowed 168.
-AURORA_MAX_BINLOG_RETENTION_HOURS = 2160
-#: First Aurora MySQL release with ``mysql.rds_gtid_purged`` (Aurora User Guide, "Replicating
-#: transactions using GTIDs": "supported for Aurora MySQL version 3.04 and higher").
-RDS_GTID_PURGED_SINCE = (3, 4, 0)
-
-
-@dataclass(frozen=True, repr=False)
-class Sql:
-    """One statement: ``text`` with ``%s`` placeholders, ``args``, and which args are secret.
-
-    ``str()``/``shown()`` is what a plan displays (secrets as ``'********'``); only
-    :meth:`Server.execute` uses the real ``args``.
-    """
-
-    text: str
-    args: tuple[Any, ...] = ()
-    secret_args: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        placeholders = re.findall(r"%[%s]", self.text).count("%s")
-        if placeholders != len(self.args):
-            raise ValueError(f"{self.text!r} has {placeholders} placeholders for {len(self.args)} args")
-        if any(not 0 <= i < len(self.args) for i in self.secret_args):
-            raise ValueError(f"secret_args {self.secret_args} out of range for {len(self.args)} args")
-
-    def shown(self) -> str:
-        if not self.args:
-            return self.text
-        return self.text % tuple("'********'" if i in self.secret_args else escape_item(arg, "utf8mb4")
-                                 for i, arg in enumerate(self.args))
-
-    __str__ = shown
-
-    def __repr__(self) -> str:
-        return f"Sql({self.shown()!r})"
 
 
 #: Status column names, new spelling (8.0.22+) first; used by :mod:`runbook_lib.mysql.status`.
@@ -115,14 +72,8 @@ def replication_auth_plugin(source: ServerIdentity) -> str:
     return "mysql_native_password" if source.version < (8, 0, 0) else "caching_sha2_password"
 
 
-def _int_param(name: str, value: int, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ParameterError(name, f"must be an integer from {low} to {high}, not {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
-class Dialect:
+class Dialect(AuroraProcedures):
     """Version-aware statements for one server.  Build it with :func:`dialect_for`."""
 
     identity: ServerIdentity
@@ -177,9 +128,9 @@ class Dialect:
                       get_public_key: bool = False) -> Sql:
         """Point this (native MySQL) replica at a source, by GTID auto-position."""
         self._native("CHANGE REPLICATION SOURCE", "set_external_source()")
-        _int_param("port", port, 1, 65535)
-        _int_param("connect_retry", connect_retry, 1, 31536000)
-        _int_param("retry_count", retry_count, 0, 31536000)
+        int_param("port", port, 1, 65535)
+        int_param("connect_retry", connect_retry, 1, 31536000)
+        int_param("retry_count", retry_count, 0, 31536000)
         word = "SOURCE" if self.identity.version >= (8, 0, 23) else "MASTER"
         head = ("CHANGE REPLICATION SOURCE TO" if word == "SOURCE" else "CHANGE MASTER TO")
         parts = [f"{word}_HOST = %s", f"{word}_PORT = %s", f"{word}_USER = %s", f"{word}_PASSWORD = %s",
@@ -199,7 +150,7 @@ class Dialect:
         Run the statements in order on one session, with the replica's SQL thread stopped.
         """
         self._native("SET GTID_NEXT", "skip_transaction_with_gtid()")
-        one = _single_gtid(gtid)
+        one = single_gtid(gtid)
         if one.count(":") > 1 and self.identity.version < (8, 4, 0):
             raise UnsupportedServer(self.role, f"tagged GTID {one} needs MySQL 8.4 or later")
         return [Sql("SET GTID_NEXT = %s", (one,)), Sql("BEGIN"), Sql("COMMIT"),
@@ -260,7 +211,7 @@ class Dialect:
     def kill_connection(self, thread_id: int) -> Sql:
         """End another session: ``KILL CONNECTION`` (Aurora 3's master user may, with CONNECTION_ADMIN);
         Aurora 2's master user has no such privilege and calls ``mysql.rds_kill``."""
-        _int_param("thread_id", thread_id, 1, 2**64 - 1)
+        int_param("thread_id", thread_id, 1, 2**64 - 1)
         if self.identity.aurora_generation == 2:
             return Sql(f"CALL {self._proc('rds_kill')}(%s)", (thread_id,))
         return Sql("KILL CONNECTION %s", (thread_id,))
@@ -352,84 +303,6 @@ class Dialect:
             return Sql("SET SESSION information_schema_stats_expiry = 0")
         return None
 
-    # --- Aurora procedures --------------------------------------------------
-
-    def set_external_source(self, host: str, port: int, user: str, password: str) -> Sql:
-        """Make this Aurora cluster a GTID auto-position replica of an external source.
-
-        The procedure's fifth argument, ``ssl_encryption``, is always 0: for both Aurora generations
-        AWS documents it as "This option isn't currently implemented" ("Configuring, starting, and
-        stopping binary log (binlog) replication").  TLS is :meth:`set_binlog_source_ssl`.
-        """
-        proc = self._proc("rds_set_external_master_with_auto_position",
-                          "rds_set_external_source_with_auto_position")
-        _int_param("port", port, 1, 65535)
-        return Sql(f"CALL {proc}(%s, %s, %s, %s, 0)", (host, port, user, password), secret_args=(3,))
-
-    @property
-    def sets_binlog_source_ssl(self) -> bool:
-        """``mysql.rds_set_binlog_source_ssl`` exists: Aurora MySQL 3.06 and higher (and so 8.4)."""
-        return self.identity.is_aurora and self.identity.aurora_release >= BINLOG_SOURCE_SSL_SINCE
-
-    def set_binlog_source_ssl(self, on: bool) -> Sql:
-        """TLS on this Aurora cluster's external replication channel (``SOURCE_SSL``), encrypted but
-        without verifying the source's certificate (AWS: ``SOURCE_SSL_VERIFY_SERVER_CERT`` "isn't
-        supported").  Aurora 3.06+ only; call it after :meth:`set_external_source`, replication stopped."""
-        proc = self._proc("rds_set_binlog_source_ssl")
-        if not self.sets_binlog_source_ssl:
-            raise UnsupportedServer(self.role, f"{proc} needs Aurora MySQL 3.06 or higher; this is "
-                                    f"{self.identity.describe()}",
-                                    hint="upgrade Aurora, or replicate without TLS with an account whose plugin "
-                                         "works without it (mysql_native_password) over a private network")
-        return Sql(f"CALL {proc}({int(bool(on))})")
-
-    def start_replication(self) -> Sql:
-        return Sql(f"CALL {self._proc('rds_start_replication')}")
-
-    def stop_replication(self) -> Sql:
-        return Sql(f"CALL {self._proc('rds_stop_replication')}")
-
-    def skip_repl_error(self) -> Sql:
-        return Sql(f"CALL {self._proc('rds_skip_repl_error')}")
-
-    def skip_transaction_with_gtid(self, gtid: str) -> Sql:
-        return Sql(f"CALL {self._proc('rds_skip_transaction_with_gtid')}(%s)", (_single_gtid(gtid),))
-
-    @property
-    def has_rds_gtid_purged(self) -> bool:
-        """``mysql.rds_gtid_purged`` exists here: Aurora MySQL 3.04 and later."""
-        return (self.identity.aurora_generation == 3
-                and _version_tuple(self.identity.aurora_version) >= RDS_GTID_PURGED_SINCE)
-
-    def gtid_purged(self, gtids: str) -> Sql:
-        """Declare GTIDs executed on Aurora 3.04+ in one call: ``mysql.rds_gtid_purged('+set')`` appends to
-        ``gtid_purged`` ("Replicating transactions using GTIDs"); refused if it overlaps gtid_executed."""
-        proc = self._proc("rds_gtid_purged")
-        if not self.has_rds_gtid_purged:
-            raise UnsupportedServer(self.role, f"mysql.rds_gtid_purged needs Aurora MySQL 3.04+, not "
-                                    f"{self.identity.aurora_version}", hint="skip_transaction_with_gtid() per GTID")
-        try:
-            wanted = GtidSet.parse(gtids.lstrip("+"))
-        except ValueError as e:
-            raise ParameterError("gtids", str(e)) from e
-        if not wanted:
-            raise ParameterError("gtids", "is empty: nothing to declare")
-        return Sql(f"CALL {proc}(%s)", ("+" + str(wanted),))
-
-    def reset_external_source(self) -> Sql:
-        return Sql(f"CALL {self._proc('rds_reset_external_master', 'rds_reset_external_source')}")
-
-    def set_binlog_retention(self, hours: int) -> Sql:
-        proc = self._proc("rds_set_configuration")
-        limit = AURORA_MAX_BINLOG_RETENTION_HOURS
-        if self.identity.aurora_generation == 2 and _version_tuple(self.identity.aurora_version) < (2, 11):
-            limit = 168
-        _int_param("binlog retention hours", hours, 1, limit)
-        return Sql(f"CALL {proc}('binlog retention hours', %s)", (hours,))
-
-    def show_configuration(self) -> Sql:
-        return Sql(f"CALL {self._proc('rds_show_configuration')}")
-
     # --- replication accounts -----------------------------------------------
 
     def replication_auth_plugin(self, source: ServerIdentity | None = None) -> str:
@@ -494,26 +367,8 @@ def _for_channel(statement: str, channel: str | None) -> Sql:
     return Sql(f"{statement} FOR CHANNEL %s", (channel,))
 
 
-def _single_gtid(gtid: str) -> str:
-    """Canonical text of exactly one GTID ('uuid:N' or 'uuid:tag:N')."""
-    try:
-        one = GtidSet.parse(gtid)
-    except ValueError as e:
-        raise ParameterError("gtid", str(e)) from e
-    if one.count() != 1:
-        raise ParameterError("gtid", f"{gtid!r} is not exactly one GTID (uuid:N)")
-    return str(one)
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-
 def dialect_for(identity: ServerIdentity, *, role: str = "server") -> Dialect:
     """The :class:`Dialect` for a detected server; *role* names it in errors."""
     return Dialect(identity, role)
 
 
-def q(name: str) -> str:
-    """``name`` as a quoted MySQL identifier."""
-    return "`" + name.replace("`", "``") + "`"

@@ -10,7 +10,6 @@ left out, the line each printed stays.  A print style sheet puts the summary on 
 """
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Iterable
 from pathlib import Path

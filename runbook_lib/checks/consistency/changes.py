@@ -42,10 +42,19 @@ from pymysqlreplication.event import GtidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from runbook_lib.checks import splitbrain
-from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, SAME, Options, Pair, TableResult, TableShape,
-                                                   compare_table)
+from runbook_lib.checks.consistency.chunks import (
+    CHANGING,
+    DIFFER,
+    SAME,
+    Options,
+    Pair,
+    TableResult,
+    TableShape,
+    compare_table,
+)
 from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
-from runbook_lib.checks.consistency.ledger import REVERIFY, TABLES as LEDGER_TABLES, Ledger
+from runbook_lib.checks.consistency.ledger import REVERIFY, Ledger
+from runbook_lib.checks.consistency.ledger import TABLES as LEDGER_TABLES
 from runbook_lib.checks.consistency.rows import key_diffs, key_order, key_rows, samples
 from runbook_lib.checks.consistency.scan import full_check
 from runbook_lib.checks.splitbrain import BinlogMark

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook_lib.checks.channels import executed_gtids, wait_until_caught_up
-from runbook_lib.mysql.dialect import q
 from runbook_lib.mysql.gtid import GtidSet
+from runbook_lib.mysql.sql import q
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server

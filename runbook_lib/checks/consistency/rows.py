@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from runbook_lib.checks.consistency.chunks import ONLY_AURORA, ONLY_SOURCE, KeyRange, TableShape, key_text
-from runbook_lib.mysql.dialect import q
+from runbook_lib.mysql.sql import q
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.checks.consistency.chunks import Pair

@@ -32,16 +32,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from runbook_lib.checks import splitbrain
-from runbook_lib.checks.consistency.chunks import (CHANGING, DIFFER, INTEGER_TYPES, SAME, KeyRange, Options, Pair,
-                                                   Span, TableResult, TableShape, common_point, compare_table,
-                                                   integer_spans, key_text, span_sql)
+from runbook_lib.checks.consistency.chunks import (
+    CHANGING,
+    DIFFER,
+    INTEGER_TYPES,
+    SAME,
+    KeyRange,
+    Options,
+    Pair,
+    Span,
+    TableResult,
+    TableShape,
+    common_point,
+    compare_table,
+    integer_spans,
+    key_text,
+    span_sql,
+)
 from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
-from runbook_lib.checks.consistency.ledger import FULL, TABLES as LEDGER_TABLES, ChunkRow, Ledger
+from runbook_lib.checks.consistency.ledger import FULL, ChunkRow, Ledger
+from runbook_lib.checks.consistency.ledger import TABLES as LEDGER_TABLES
 from runbook_lib.checks.consistency.progress import Progress
 from runbook_lib.checks.consistency.rows import RowSample, key_diffs, key_order, samples
 from runbook_lib.checks.consistency.throttle import ChunkSizer, Throttle
 from runbook_lib.core.errors import ParameterError
-from runbook_lib.mysql.dialect import q
+from runbook_lib.mysql.sql import q
 
 METHOD_TIMED = "time-sized chunks"
 MODES = ("auto", "fresh", "resume")

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.errors import CheckFailed
-from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
+from runbook_lib.mysql.sql import Sql
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from runbook_lib.core.approval import Step
 from runbook_lib.core.errors import ParameterError
-from runbook_lib.mysql.dialect import Sql, dialect_for
+from runbook_lib.mysql.dialect import dialect_for
 from runbook_lib.mysql.identity import ServerIdentity
+from runbook_lib.mysql.sql import Sql
 
 if TYPE_CHECKING:  # pragma: no cover
 

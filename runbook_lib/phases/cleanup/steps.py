@@ -46,12 +46,10 @@ from runbook_lib.phases.cleanup.plan import (
     Action,
     Channel,
     ClusterInfo,
-    Decision,
     Found,
     Instance,
     Settings,
     decide,
-    settings,
 )
 from runbook_lib.phases.parameter_group.steps import describe_group
 from runbook_lib.phases.replication import steps as replication

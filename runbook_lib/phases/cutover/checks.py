@@ -26,7 +26,7 @@ from runbook_lib.checks.consistency import comparison as consistency
 from runbook_lib.core import record as run_record
 from runbook_lib.core.display import CheckResult, checks_frame, show_table, verdict
 from runbook_lib.core.errors import CheckFailed, NotCaughtUp, ParameterError
-from runbook_lib.mysql.dialect import Sql
+from runbook_lib.mysql.sql import Sql
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.context.session import Session

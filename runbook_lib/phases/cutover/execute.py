@@ -43,7 +43,7 @@ from runbook_lib.core.errors import (
     SwitchRolledBack,
 )
 from runbook_lib.mysql.connection import keeps_out_of_binlog
-from runbook_lib.mysql.dialect import Sql
+from runbook_lib.mysql.sql import Sql
 from runbook_lib.phases.cutover.checks import (
     SIDES,
     Account,

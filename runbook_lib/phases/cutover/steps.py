@@ -48,7 +48,7 @@ from runbook_lib.core.errors import (
 )
 from runbook_lib.core.redact import Redactor
 from runbook_lib.mysql.connection import keeps_out_of_binlog
-from runbook_lib.mysql.dialect import Sql
+from runbook_lib.mysql.sql import Sql
 from runbook_lib.phases.cutover.checks import (
     SIDES,
     Account,

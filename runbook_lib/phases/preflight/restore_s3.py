@@ -28,7 +28,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runbook_lib.aws.engine_versions import RELEASE_NOTES, oldest_engine_for, parse_engine_version, version_text
+from runbook_lib.aws.engine_versions import (
+    RELEASE_NOTES,
+    oldest_engine_for,
+    parse_engine_version,
+    version_text,
+)
 from runbook_lib.core.display import CheckResult
 from runbook_lib.mysql.identity import parse_version
 

@@ -37,7 +37,8 @@ from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult, checks_frame, raise_if_failed, show_checks
 from runbook_lib.core.errors import NotApplied, NotCaughtUp, PrivilegeMissing, UnsupportedServer
 from runbook_lib.mysql.connection import keeps_out_of_binlog
-from runbook_lib.mysql.dialect import ROUTINES_BY_HAND, Dialect, Sql, q
+from runbook_lib.mysql.dialect import ROUTINES_BY_HAND, Dialect
+from runbook_lib.mysql.sql import Sql, q
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -47,8 +47,8 @@ from runbook_lib.checks.channels import (
 from runbook_lib.core.approval import Plan, Step
 from runbook_lib.core.display import CheckResult
 from runbook_lib.core.errors import NotApplied, ParameterError, QueryFailed, ReplicationError
-from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
+from runbook_lib.mysql.sql import Sql
 from runbook_lib.mysql.status import ReplicaStatus
 
 if TYPE_CHECKING:  # pragma: no cover

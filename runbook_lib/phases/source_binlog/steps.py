@@ -26,8 +26,9 @@ from runbook_lib.core.approval import Outcome, Plan, Step
 from runbook_lib.core.display import show, show_table
 from runbook_lib.core.errors import CheckFailed, NotApplied, PlanStale, ServerError
 from runbook_lib.core.record import record
-from runbook_lib.mysql.dialect import Sql, dialect_for
+from runbook_lib.mysql.dialect import dialect_for
 from runbook_lib.mysql.identity import ServerIdentity
+from runbook_lib.mysql.sql import Sql
 from runbook_lib.phases.source_binlog.gtid_window import observation_source, observe, require_none
 
 if TYPE_CHECKING:  # pragma: no cover

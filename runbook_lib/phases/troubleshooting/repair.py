@@ -41,8 +41,8 @@ from runbook_lib.core.approval import Outcome, Plan, Step
 from runbook_lib.core.display import show_table
 from runbook_lib.core.errors import CheckFailed, NotApplied, ParameterError, QueryFailed, RunbookError
 from runbook_lib.mysql.connection import keeps_out_of_binlog
-from runbook_lib.mysql.dialect import Sql
 from runbook_lib.mysql.gtid import GtidSet
+from runbook_lib.mysql.sql import Sql
 from runbook_lib.mysql.status import side_by_side
 from runbook_lib.phases.troubleshooting.diagnosis import (
     CHANNELS,

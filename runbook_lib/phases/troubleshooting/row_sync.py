@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from runbook_lib.checks.consistency import chunks
 from runbook_lib.checks.consistency.chunks import METHOD_SCAN, METHOD_WHOLE, TableShape
 from runbook_lib.core.errors import CheckFailed
-from runbook_lib.mysql.dialect import Sql, q
+from runbook_lib.mysql.sql import Sql, q
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server

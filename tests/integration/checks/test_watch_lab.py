@@ -5,7 +5,6 @@ second of their happening, and a watch that ends (its time, or an interrupt) lea
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timezone
 
 import pymysql

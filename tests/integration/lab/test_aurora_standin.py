@@ -22,7 +22,6 @@ import pymysql
 import pytest
 
 from runbook_lib.core.errors import LabError, PrivilegeMissing, QueryFailed
-from runbook_lib.mysql.connection import Endpoint, connect, keeps_out_of_binlog
 from runbook_lib.lab.aurora_standin import (
     AURORA3_ONLY_PROCEDURES,
     FORBIDDEN_PRIVILEGES,
@@ -32,6 +31,7 @@ from runbook_lib.lab.aurora_standin import (
     split_sql_script,
     standin_installed,
 )
+from runbook_lib.mysql.connection import Endpoint, connect, keeps_out_of_binlog
 from tests.support import wait_for
 
 pytestmark = pytest.mark.lab

@@ -7,7 +7,7 @@ import pytest
 from runbook_lib.checks.consistency import chunks
 from runbook_lib.checks.consistency import comparison as c
 from runbook_lib.core.errors import CheckFailed, ParameterError
-from runbook_lib.mysql import dialect
+from runbook_lib.mysql.sql import q
 
 
 def shape(*columns, key=("id",)) -> chunks.TableShape:
@@ -49,7 +49,7 @@ def test_row_crc_flags_nulls_and_reads_timestamps_as_epoch() -> None:
 
 
 def test_quoting_and_integer_key() -> None:
-    assert dialect.q("we`ird") == "`we``ird`"
+    assert q("we`ird") == "`we``ird`"
     assert shape(("id", "bigint", False)).integer_key
     assert not shape(("id", "varchar", False)).integer_key
     assert not shape(("a", "int", False), ("b", "int", False), key=("a", "b")).integer_key

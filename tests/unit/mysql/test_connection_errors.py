@@ -23,7 +23,7 @@ from runbook_lib.core.errors import (
     UnknownHost,
 )
 from runbook_lib.mysql.connection import Endpoint, connect, map_error, privilege_from_message
-from runbook_lib.mysql.dialect import Sql
+from runbook_lib.mysql.sql import Sql
 from tests.support import UNIT_DATA
 
 DATA = UNIT_DATA

@@ -8,8 +8,9 @@ import pymysql
 import pytest
 
 from runbook_lib.core.errors import ParameterError, UnsupportedServer
-from runbook_lib.mysql.dialect import STATUS_COLUMNS, Dialect, Sql, dialect_for
+from runbook_lib.mysql.dialect import STATUS_COLUMNS, Dialect, dialect_for
 from runbook_lib.mysql.identity import Flavor, ServerIdentity, detect_identity, parse_version
+from runbook_lib.mysql.sql import Sql
 
 IDENTITY_SQL = ("SELECT @@version AS version, @@version_comment AS version_comment, "
                 "@@server_id AS server_id, @@server_uuid AS server_uuid")

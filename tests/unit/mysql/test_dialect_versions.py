@@ -18,8 +18,9 @@ from collections.abc import Callable
 import pytest
 
 from runbook_lib.core.errors import UnsupportedServer
-from runbook_lib.mysql.dialect import Dialect, Sql, dialect_for
+from runbook_lib.mysql.dialect import Dialect, dialect_for
 from runbook_lib.mysql.identity import ServerIdentity, flavor_of, parse_version
+from runbook_lib.mysql.sql import Sql
 
 GTID = "9bfd6532-ea72-3141-b8c1-b2217ac70769:12"
 SHOW_CREATE = "CREATE DEFINER=`dba`@`%` FUNCTION `tax_for`(x INT) RETURNS int DETERMINISTIC RETURN x"

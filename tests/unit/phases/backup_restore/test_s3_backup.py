@@ -2,12 +2,12 @@
 (AWS, "Physical migration from MySQL by using Percona XtraBackup and Amazon S3"), without AWS."""
 from __future__ import annotations
 
+import yaml
+
+from runbook_lib.context.params import parameters_from_mapping
 from runbook_lib.mysql.gtid import GtidSet
 from runbook_lib.phases.backup_restore.s3_backup import evaluate, layout, sidecar_key
-from runbook_lib.context.params import parameters_from_mapping
 from tests.support import REPO
-
-import yaml
 
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 P = "backup/full1/"

@@ -7,7 +7,14 @@ import pytest
 from runbook_lib.core.errors import ParameterError, UnsupportedServer
 from runbook_lib.mysql.dialect import Dialect
 from runbook_lib.mysql.identity import ServerIdentity, flavor_of
-from runbook_lib.phases.replication.routines import COMPARED, Definition, Event, Inventory, Routine, where_to_create
+from runbook_lib.phases.replication.routines import (
+    COMPARED,
+    Definition,
+    Event,
+    Inventory,
+    Routine,
+    where_to_create,
+)
 
 # SHOW CREATE output exactly as MySQL 9.7.4 returned it through PyMySQL.
 TAX_FOR = ("CREATE DEFINER=`labroot`@`127.0.0.1` FUNCTION `tax_for`(amount DECIMAL(12,2)) RETURNS decimal(12,2)\n"
