@@ -125,7 +125,7 @@ def test_without_approval_only_the_canary_changes_and_the_check_names_the_step(p
     assert {label: routine(lab, "onprem", label) for label in situation} == situation
     # Aurora still cannot call it.  Asked of the function itself: right after the notebook's run an INSERT
     # through the trigger once succeeded with tax 0.00 although information_schema had no tax_for (seen
-    # in 2 of 9 runs, cause not found); the function call is what the trigger depends on.
+    # in 3 of 10 runs, cause not found); the function call is what the trigger depends on.
     assert call_on_aurora(lab, "SELECT app_billing.tax_for(100.00) AS t") == ("error", 1305)
 
 
