@@ -60,6 +60,7 @@ from runbook_lib.phases.cutover.steps import (
     Switch,
     account_copy,
     plan_switch,
+    run_statements,
 )
 from runbook_lib.phases.cutover.steps import verify as steps_verify
 
@@ -79,14 +80,9 @@ def _statements(server: Server, statements: Sequence[Sql], logged: bool, seconds
     with error 1205 instead of outliving the switch); unless ``logged``, with binary logging off."""
     previous = server.scalar("SELECT @@SESSION.lock_wait_timeout")
     server.execute(Sql("SET SESSION lock_wait_timeout = %s", (max(1, math.ceil(seconds_left)),)))
-    if not logged:
-        server.execute(server.dialect.session_binlog(False))
     try:
-        for statement in statements:
-            server.execute(statement)
+        run_statements(server, statements, logged)
     finally:
-        if not logged:
-            server.execute(server.dialect.session_binlog(True))
         server.execute(Sql("SET SESSION lock_wait_timeout = %s", (int(previous),)))
 
 

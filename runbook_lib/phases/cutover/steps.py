@@ -190,13 +190,13 @@ class Switch:
                         _kill(server, s.id)
             elif act.kind == "create":
                 having = channels.server(self.rb, act.wait_for)
-                _run(server, [q for a in act.accounts for q in account_copy(having, a)[0]], act.logged)
+                run_statements(server, [q for a in act.accounts for q in account_copy(having, a)[0]], act.logged)
             else:
-                _run(server, [a.statement(act.kind == "lock") for a in act.accounts], act.logged)
+                run_statements(server, [a.statement(act.kind == "lock") for a in act.accounts], act.logged)
         return styled(checks_frame(state_rows(self.rb, self.move, check=True)))
 
 
-def _run(server: Server, statements: Sequence[Sql], logged: bool) -> None:
+def run_statements(server: Server, statements: Sequence[Sql], logged: bool) -> None:
     """Run ``statements``; unless ``logged``, with this session's binary logging off meanwhile."""
     if not logged:
         server.execute(server.dialect.session_binlog(False))
