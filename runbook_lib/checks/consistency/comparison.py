@@ -161,6 +161,16 @@ def read_shapes(server: Server, schemas: Sequence[str]) -> dict[str, tuple[Table
                          e["est"]) for (s, t), e in found.items()}
 
 
+def both_shapes(source: Server, aurora: Server, schemas: Sequence[str], tables: Sequence[str] = ()):
+    """Both sides' table shapes in ``schemas`` and the tables to compare (``tables``, or every table
+    either side has); ParameterError naming a table of ``tables`` that neither side has."""
+    shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
+    names = sorted(shapes_s.keys() | shapes_a.keys())
+    if unknown := sorted(set(tables) - set(names)):
+        raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
+    return shapes_s, shapes_a, [n for n in names if not tables or n in tables]
+
+
 def compare(source: Server, aurora: Server, schemas: Sequence[str], *, tables: Sequence[str] = (),
             chunk_rows: int = 10_000, rechecks: int = 4, recheck_delay: float = 0.3,
             wait_timeout: float = 30.0, segment_rows: int = 2_000_000) -> Comparison:
@@ -172,14 +182,11 @@ def compare(source: Server, aurora: Server, schemas: Sequence[str], *, tables: S
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ParameterError(name, f"must be an integer of at least {low}, not {value!r}")
     started = time.monotonic()
-    shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
-    names = sorted(shapes_s.keys() | shapes_a.keys())
-    if unknown := sorted(set(tables) - set(names)):
-        raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
+    shapes_s, shapes_a, names = both_shapes(source, aurora, schemas, tables)
     opts = Options(chunk_rows, rechecks, recheck_delay, max(1, segment_rows // chunk_rows))
     pair, results = Pair(source, aurora, wait_timeout), []
     try:
-        for name in [n for n in names if not tables or n in tables]:
+        for name in names:
             t0 = time.monotonic()
             result = compare_table(pair, name, shapes_s.get(name), shapes_a.get(name), opts)
             results.append(replace(result, seconds=round(time.monotonic() - t0, 3)))

@@ -49,7 +49,7 @@ from runbook_lib.checks.consistency.chunks import (
     key_text,
     span_sql,
 )
-from runbook_lib.checks.consistency.comparison import Comparison, read_shapes
+from runbook_lib.checks.consistency.comparison import Comparison, both_shapes
 from runbook_lib.checks.consistency.ledger import FULL, ChunkRow, Ledger
 from runbook_lib.checks.consistency.ledger import TABLES as LEDGER_TABLES
 from runbook_lib.checks.consistency.progress import Progress
@@ -100,11 +100,8 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
             raise ParameterError(name, f"must be a number of at least {low}, not {value!r}")
     started = time.monotonic()
-    shapes_s, shapes_a = read_shapes(source, schemas), read_shapes(aurora, schemas)
-    names = sorted(shapes_s.keys() | shapes_a.keys())
-    if unknown := sorted(set(tables) - set(names)):
-        raise ParameterError("tables", f"{', '.join(unknown)} not found on either side in {', '.join(schemas)}")
-    names = [n for n in names if (not tables or n in tables) and n not in LEDGER_TABLES]
+    shapes_s, shapes_a, names = both_shapes(source, aurora, schemas, tables)
+    names = [n for n in names if n not in LEDGER_TABLES]
     ledger = Ledger(source, schemas, tables, record=record)
     ledger.ensure()
     last = ledger.latest() if record else None         # record False: reads only, a fresh pass

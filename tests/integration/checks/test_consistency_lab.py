@@ -14,24 +14,10 @@ import pytest
 from runbook_lib.checks.consistency import chunks
 from runbook_lib.checks.consistency import comparison as consistency
 from runbook_lib.core.errors import NotCaughtUp, ParameterError
-from tests.support import bidir_lab
 
 pytestmark = pytest.mark.lab
 
 APPS = ["app_crm", "app_billing", "tenant_acme", "tenant_globex"]
-
-
-@pytest.fixture(scope="module")
-def two_way(request):
-    return bidir_lab(request)
-
-
-@pytest.fixture
-def servers(two_way):
-    src, aur = two_way.server("onprem"), two_way.server("aurora")
-    yield src, aur
-    src.close()
-    aur.close()
 
 
 @contextmanager

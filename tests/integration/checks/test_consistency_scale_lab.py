@@ -18,7 +18,7 @@ from runbook_lib.checks import heartbeat
 from runbook_lib.checks.consistency import changes, scan
 from runbook_lib.checks.consistency.ledger import Ledger
 from runbook_lib.checks.consistency.throttle import Throttle
-from tests.support import REPO, bidir_lab
+from tests.support import REPO
 
 pytestmark = pytest.mark.lab
 
@@ -34,19 +34,6 @@ ctx = bench.Context(control.load_state(sys.argv[1]))
 scan.full_check(ctx.server("onprem"), ctx.server("aurora"), ["app_crm"], tables=["app_crm.persona"], mode="fresh",
                 target_seconds=0.002, max_chunk_rows=500, progress=False)
 """
-
-
-@pytest.fixture(scope="module")
-def two_way(request):
-    return bidir_lab(request)
-
-
-@pytest.fixture
-def servers(two_way):
-    src, aur = two_way.server("onprem"), two_way.server("aurora")
-    yield src, aur
-    src.close()
-    aur.close()
 
 
 def unlogged(server, sql: str, args=()) -> None:

@@ -10,14 +10,8 @@ import pytest
 from runbook_lib.checks import heartbeat
 from runbook_lib.context import session
 from runbook_lib.core.errors import NotApplied, RunbookError
-from tests.support import bidir_lab
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def two_way(request):
-    return bidir_lab(request)
 
 
 @pytest.fixture(scope="module")

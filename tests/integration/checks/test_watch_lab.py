@@ -15,18 +15,13 @@ from runbook_lib.checks.channels import TO_AURORA, TO_SOURCE
 from runbook_lib.checks.watch.result import WatchResult
 from runbook_lib.checks.watch.sampling import Thresholds, Watch
 from runbook_lib.context import session
-from tests.support import bidir_lab, query, replica_running, wait_for
+from tests.support import query, replica_running, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 CLUSTER, READER = "runbook-aurora", "runbook-aurora-2"      # as in bench / parameters/lab.yaml
 INTERVAL = 1.0                                              # the live view refreshes once a second
 TICK_SLACK = 0.3      # reading both servers at a tick: the state shown is at most INTERVAL + this old
-
-
-@pytest.fixture(scope="module")
-def two_way(request):
-    return bidir_lab(request)
 
 
 @pytest.fixture(scope="module")
