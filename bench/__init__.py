@@ -209,3 +209,35 @@ def _binlog_retention(ctx: Context) -> None:
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def hold_in_buffer_pool(ctx: Context, schema: str = "app_crm", cap_mb: int = 4096, timeout: float = 120.0) -> int:
+    """Grow both servers' buffer pool (online) to hold ``schema``'s data and indexes, at most ``cap_mb``;
+    the MB each now has.  The lab's servers start with 256 MB so that a trainee's laptop runs two; a
+    production server holds its working set, and a 10M-row table read through the OS page cache 16 KB
+    at a time would measure the lab's memory setting, not a checksum's cost (the same for every tool)."""
+    sizes = []
+    for side in ROLES:
+        with ctx.server(side) as s:
+            s.execute("SET SESSION information_schema_stats_expiry = 0")       # sizes as of now
+            s.execute(f"ANALYZE LOCAL TABLE {', '.join(f'{schema}.{t}' for t in _tables(s, schema))}")
+            need = int(s.scalar("SELECT SUM(data_length + index_length) FROM information_schema.tables "
+                                "WHERE table_schema = %s", (schema,)) or 0) * 5 // 4
+            unit = int(s.scalar("SELECT @@innodb_buffer_pool_chunk_size * @@innodb_buffer_pool_instances"))
+            want = min(cap_mb << 20, -(-need // unit) * unit)
+            if want > int(s.scalar("SELECT @@innodb_buffer_pool_size")):
+                s.execute(f"SET GLOBAL innodb_buffer_pool_size = {want}")
+                deadline = time.monotonic() + timeout
+                while "Completed" not in str(s.scalar("SELECT variable_value FROM performance_schema.global_status "
+                                                      "WHERE variable_name = 'Innodb_buffer_pool_resize_status'")
+                                             or "Completed"):
+                    if time.monotonic() > deadline:
+                        raise LabError(f"{side}: the buffer pool did not grow to {want >> 20} MB in {timeout:g} s")
+                    time.sleep(0.5)
+            sizes.append(int(s.scalar("SELECT @@innodb_buffer_pool_size")) >> 20)
+    return min(sizes)
+
+
+def _tables(server: Server, schema: str) -> list[str]:
+    return [str(r["t"]) for r in server.query("SELECT table_name AS t FROM information_schema.tables "
+                                               "WHERE table_schema = %s AND table_type = 'BASE TABLE'", (schema,))]

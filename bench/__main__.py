@@ -18,7 +18,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import SECTIONS, env_int, replicated_lab, take_down
+from bench import SECTIONS, env_int, hold_in_buffer_pool, replicated_lab, take_down
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = replicated_lab(args.name, args.port_base, args.rows, fresh=not args.reuse)
     failed = False
     try:
+        report["buffer_pool_mb"] = hold_in_buffer_pool(ctx)
         for name in chosen:
             print(f"--- {name} ...", flush=True)
             t0 = time.monotonic()

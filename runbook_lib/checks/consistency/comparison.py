@@ -6,8 +6,9 @@ side, chunks, chunks that differ, verdict, differing keys) and ``ranges_frame()`
 ranges that differ).
 
 Fast: per table and side ONE pass over the rows computes every chunk's checksum: ``UNION ALL``-ed
-primary-key range selects, each ``COUNT(*)`` and ``BIT_XOR(CRC32(CONCAT_WS('#', cols,
-CONCAT(ISNULL(nullable cols)))))`` (so NULL and '' differ), ``segment_rows`` rows per statement;
+primary-key range selects, each ``COUNT(*)`` and ``BIT_XOR`` of the row CRCs
+(:meth:`~runbook_lib.checks.consistency.chunks.TableShape.row_crc`: every column, NULL and '' told
+apart), ``segment_rows`` rows per statement;
 both sides in parallel threads.  (Measured on MySQL 9.7, 1,000,000 rows: about 1.05-1.15x a bare
 whole-table checksum scan; ``GROUP BY key DIV width`` cost 1.35x, its temporary table the
 difference.)  Integer keys: chunk bounds from MIN/MAX; a differing chunk is split and checked again

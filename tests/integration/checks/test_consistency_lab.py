@@ -13,6 +13,7 @@ import pytest
 
 from runbook_lib.checks.consistency import chunks
 from runbook_lib.checks.consistency import comparison as consistency
+from runbook_lib.checks.consistency import scan
 from runbook_lib.core.errors import NotCaughtUp, ParameterError
 
 pytestmark = pytest.mark.lab
@@ -97,15 +98,23 @@ def test_rows_missing_on_one_side_and_a_wide_chunk_are_narrowed(servers) -> None
 def test_null_and_empty_string_and_shifted_nulls_differ(two_way, servers) -> None:
     src, aur = servers
     with scratch_schema(src, "ctest_null"):
-        src.execute("CREATE TABLE ctest_null.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL)")
-        src.execute("INSERT INTO ctest_null.t VALUES (1, 'x', NULL), (2, NULL, 'y'), (3, NULL, NULL), (4, 'p', 'q')")
+        src.execute("CREATE TABLE ctest_null.t (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL, "
+                    "n INT NULL, d DATETIME(6) NULL, e ENUM('', 'on') NULL)")
+        src.execute("INSERT INTO ctest_null.t (id, a, b) VALUES (1, 'x', NULL), (2, NULL, 'y'), (3, NULL, NULL), "
+                    "(4, 'p', 'q'), (5, NULL, NULL), (6, NULL, NULL), (7, NULL, NULL)")
         two_way.wait_caught_up()
         assert consistency.compare(src, aur, ["ctest_null"]).ok
         unlogged(aur, "UPDATE ctest_null.t SET a = NULL, b = 'x' WHERE id = 1",    # 'x',NULL -> NULL,'x'
-                 "UPDATE ctest_null.t SET a = '' WHERE id = 3")                     # NULL -> ''
+                 "UPDATE ctest_null.t SET a = '' WHERE id = 3",                     # NULL -> ''
+                 "UPDATE ctest_null.t SET n = 0 WHERE id = 5",                      # NULL -> 0
+                 "UPDATE ctest_null.t SET d = '2026-01-01' WHERE id = 6",           # NULL -> a date
+                 "UPDATE ctest_null.t SET e = '' WHERE id = 7")                     # NULL -> the ENUM's ''
         result = consistency.compare(src, aur, ["ctest_null"])
         assert [(r.first, r.last, r.kind) for r in result.tables[0].ranges] == [("1", "1", "changed"),
-                                                                              ("3", "3", "changed")]
+                                                                              ("3", "3", "changed"),
+                                                                              ("5", "7", "changed")]
+        full = scan.full_check(src, aur, ["ctest_null"], mode="fresh", progress=False, record=False)
+        assert [(r.first, r.kind) for r in full.tables[0].ranges] == [(k, "changed") for k in "13567"]
 
 
 def test_composite_key_and_table_without_key(two_way, servers) -> None:

@@ -43,9 +43,19 @@ def test_bound_sql_single_and_composite_keys() -> None:
 def test_row_crc_flags_nulls_and_reads_timestamps_as_epoch() -> None:
     s = shape(("id", "bigint", False), ("name", "varchar", True), ("at", "timestamp", False))
     expr = s.row_crc()
-    assert expr == "CRC32(CONCAT_WS('#', `id`, `name`, UNIX_TIMESTAMP(`at`), CONCAT(ISNULL(`name`))))"
+    assert expr == "CRC32(CONCAT(`id`, '#', IFNULL(`name`, ''), '#', UNIX_TIMESTAMP(`at`), '#', ISNULL(`name`)))"
     no_nulls = shape(("id", "bigint", False), ("n", "int", False)).row_crc()
-    assert "ISNULL" not in no_nulls
+    assert no_nulls == "CRC32(CONCAT(`id`, '#', `n`))"
+
+
+def test_row_crc_flags_only_nulls_that_could_read_as_empty() -> None:
+    """A NULL is written as ''; only types with '' among their values (strings, ENUM, SET) need a flag."""
+    s = shape(("id", "bigint", False), ("d", "datetime", True), ("n", "decimal", True), ("t", "timestamp", True),
+              ("e", "enum", True), ("b", "blob", True))
+    expr = s.row_crc()
+    assert "IFNULL(`d`, '')" in expr and "IFNULL(UNIX_TIMESTAMP(`t`), '')" in expr
+    assert expr.endswith("'#', ISNULL(`e`), ISNULL(`b`)))")
+    assert "ISNULL(`d`)" not in expr and "ISNULL(`n`)" not in expr and "ISNULL(`t`)" not in expr
 
 
 def test_quoting_and_integer_key() -> None:
