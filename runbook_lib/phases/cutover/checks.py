@@ -201,6 +201,13 @@ class Checks:
     def ok(self) -> bool:
         return all(r.status != "fail" for r in self.results)
 
+    def gate_figures(self) -> dict:
+        """The "same data" gate for the run's summary: how it compared ('reverify': only the rows written
+        since the last recorded pass; 'full': everything) and in how many seconds (None: not compared)."""
+        c = self.comparison
+        return {"same_data_check_kind": c.kind if c is not None else None,
+                "same_data_check_seconds": round(c.seconds, 3) if c is not None else None}
+
     def show(self) -> None:
         show_table(checks_frame(self.results))
         if self.comparison is not None and not self.comparison.ok:
@@ -316,6 +323,7 @@ def record(move: Move, outcome: str, *, checks: Checks | None = None,
                "schemas": list(move.schemas), "accounts": [str(a) for a in move.accounts], "verdict": outcome,
                "endpoint": endpoint, "checks": {r.item: r.status for r in checks.results} if checks else {},
                "split_brain_tables": list(checks.split_brain) if checks else [],
-               "split_brain_tables_after": after.both if after else []}
+               "split_brain_tables_after": after.both if after else [],
+               **(checks.gate_figures() if checks else {})}
     run_record.record("cutover", figures)
     return figures
