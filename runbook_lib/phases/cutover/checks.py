@@ -284,7 +284,7 @@ def check_before(rb: Session, move: Move, *, write_window: float = 5.0, catch_up
                                       progress=False, record=False, max_chunk_rows=chunk_rows)
         same = comparison.ok and bool(comparison.tables)
         rows = {r: f"{comparison.kind} in {comparison.seconds:.2f} s: {len(comparison.tables)} tables, "
-                   f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows" for r in SIDES}
+                   f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows compared" for r in SIDES}
         results.append(CheckResult(IDENTICAL, rows["source"], rows["aurora"], "pass" if same else "fail",
                                    "" if same else comparison.verdict_line()))
     else:
