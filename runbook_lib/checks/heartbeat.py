@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server
 
 SCHEMA_DDL = "CREATE DATABASE IF NOT EXISTS runbook"
+TABLE = "runbook.heartbeat"
 TABLE_DDL = ("CREATE TABLE IF NOT EXISTS runbook.heartbeat (side VARCHAR(16) NOT NULL PRIMARY KEY, "
              "label VARCHAR(64) NOT NULL, server_id INT UNSIGNED NOT NULL, ts DATETIME(6) NOT NULL, "
              "seq BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB")

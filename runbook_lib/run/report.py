@@ -132,7 +132,9 @@ def key_figures(summary: dict) -> list[tuple[str, str, str]]:
     for c in _cutovers(summary):
         where = f"{c.get('from', '?')} → {c.get('to', '?')}"
         outcome = str(c.get("outcome", c.get("verdict", "?")))
-        rows.append((f"cut-over '{c.get('scope', '?')}' ({where})", f"{outcome}; write pause {_pause(c)}",
+        gate = (f"; same-data check {c['same_data_check_kind']} in {_sec(c.get('same_data_check_seconds'))}"
+                if c.get("same_data_check_kind") else "")
+        rows.append((f"cut-over '{c.get('scope', '?')}' ({where})", f"{outcome}; write pause {_pause(c)}{gate}",
                      "ok" if outcome in ("done", "switched", "passed", "ok", "applied") else ""))
     if not _cutovers(summary):
         rows.append(("cut-overs", "none", ""))

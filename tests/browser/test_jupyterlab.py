@@ -1,12 +1,14 @@
 """JupyterLab in a real browser (headless Chromium) on the 'bidir' lab (two servers replicating both ways,
 shared with the consistency, heartbeat and watch modules): notebook 06_validation is run with nothing
 approved; its heartbeat-table step shows an Apply button and the live view refreshes in place; a click
-on Apply creates the table, which the test then finds on both servers.
+on Apply creates the table, which the test then finds on both servers; Run All again then reaches the
+data comparison, whose progress line is one line updated in place.
 
 JupyterLab serves a copy of the notebook (its autosave never touches notebooks/), on the port of the
 ``browser`` row of tests/support.py, with a token, configuration and workspaces of its own; the kernel
 finds the lab's parameters through ``$RUNBOOK_PARAMS``.  Screenshots in the test's tmp directory:
-``jupyterlab-live-view.png`` (the live view while it runs) and ``jupyterlab-applied.png``.
+``jupyterlab-live-view.png`` (the live view while it runs), ``jupyterlab-applied.png`` and
+``jupyterlab-compared.png`` (the comparison's progress line and table).
 """
 from __future__ import annotations
 
@@ -151,3 +153,14 @@ def run_the_notebook(page, url, tmp_path, onprem, aurora) -> None:
     print(f"Apply took {time.monotonic() - started:.1f} s in the browser")
     assert heartbeat_table_on(onprem)                                     # created on the source
     wait_for("the table to reach aurora", lambda: heartbeat_table_on(aurora), 10)
+
+    # with the table there, Run All goes on to the recorded data comparison and its progress line
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    compared = page.locator(".jp-Cell", has=page.locator(".jp-OutputArea-output",
+                                                         has_text="recorded in runbook.consistency_run"))
+    compared.wait_for()
+    compared.scroll_into_view_if_needed()
+    page.screenshot(path=tmp_path / "jupyterlab-compared.png")
+    text = compared.inner_text()
+    assert text.count("consistency:") == 1 and "100%" in text and "rows/s" in text, text   # refreshed in place
+    page.wait_for_function(KERNEL_IDLE, timeout=TIMEOUT_MS)

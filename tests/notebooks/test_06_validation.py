@@ -1,8 +1,10 @@
 """Notebook 06_validation on the lab, after phases 1-5: what it shows and what it does on the servers.
 
 Order matters: a run without approvals first (the heartbeat table is missing, so the lag cell stops
-with NotApplied and nothing changes), a wrong port, then the approved run of the pipeline, its second
-run, and a row changed on one side only (it must be found, with its key, and then repaired)."""
+with NotApplied and nothing changes), a wrong port, then the approved run of the pipeline (its data
+comparison is recorded as a full pass, which phase 8's gate starts from), its second run (throttled on
+lag), an interrupted pass continued, and a row changed on one side only (it must be found, with its
+key, and then repaired)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebooks.conftest import outputs_text
-from tests.support import gtids, last_output, last_run, query
+from tests.support import gtids, last_output, last_run, query, settle
 
 pytestmark = [pytest.mark.lab, pytest.mark.notebooks]
 
@@ -38,6 +40,12 @@ def app_counts(lab, name: str) -> dict:
                                             "information_schema.TABLES WHERE TABLE_SCHEMA IN ('app_crm', "
                                             "'app_billing', 'tenant_acme', 'tenant_globex')")]
     return {t: query(server, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
+
+
+def passes(lab, name: str) -> list[dict]:
+    """The consistency passes recorded on a side, oldest first."""
+    return query(lab.instances[name], "SELECT run_id, kind, status, verdict FROM runbook.consistency_run "
+                                      "ORDER BY started")
 
 
 def failing(pipeline, params_file, **parameters) -> str:
@@ -74,6 +82,8 @@ def test_a_bad_knob_is_named_before_anything_runs(pipeline, lab):
     assert "ParameterError" in error and "metric_period_s" in error
     error = failing(pipeline, None, lag_seconds=0)
     assert "ParameterError" in error and "lag_seconds" in error
+    error = failing(pipeline, None, check_mode="again")
+    assert "ParameterError" in error and "check_mode" in error and "auto, fresh, resume" in error
     nb = last_run(pipeline, STEM)
     failed = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert "validation.check_knobs" in failed[0].source
@@ -113,6 +123,14 @@ def test_approved_run_validates_both_directions_lag_and_data(approved, lab):
     consistency = json.loads((run_dir / "figures" / "consistency.json").read_text())
     assert consistency["verdict"] == "same" and consistency["tables_differ"] == []
     assert consistency["tables_compared"] >= 8                 # 6 application tables + runbook.canary/heartbeat
+    # the pass is recorded on the source and replicated: phase 8's gate re-verifies from it
+    assert consistency["kind"] == "full" and not consistency["resumed"]
+    settle(lab.instances)
+    for side in ("onprem", "aurora"):
+        assert passes(lab, side)[-1] == {"run_id": consistency["run_id"], "kind": "full", "status": "done",
+                                         "verdict": "same"}
+    assert f"pass {consistency['run_id'][:8]} (new, recorded in runbook.consistency_run)" in text
+    assert "consistency" in text and "rows/s" in text          # the progress line
     lag = json.loads((run_dir / "figures" / "lag.json").read_text())
     assert set(lag["directions"]) == {"source → aurora", "aurora → source"}
     for stats in lag["directions"].values():
@@ -121,13 +139,34 @@ def test_approved_run_validates_both_directions_lag_and_data(approved, lab):
 
 
 def test_second_run_plans_nothing_and_changes_only_heartbeat_rows(approved, pipeline, lab):
-    before = {n: app_counts(lab, n) for n in ("onprem", "aurora")}
-    nb = pipeline.run(STEM, **SHORT)
+    """... and its comparison, throttled on lag, is a new pass that leaves out the heartbeat table it writes."""
+    before, recorded = {n: app_counts(lab, n) for n in ("onprem", "aurora")}, passes(lab, "onprem")
+    nb = pipeline.run(STEM, **SHORT, check_lag_limit_s=1.0)
     text = outputs_text(nb)
     assert "heartbeat table for lag measurement: nothing to do (step 'replication')" in text
     assert "PASS: bi-directional replication validated" in text
+    comparison = next(c for c in nb.cells if c.cell_type == "code" and "compare_data(" in c.source)
+    shown = outputs_text(nbformat_cells([comparison]))
+    assert "runbook.canary" in shown and "runbook.heartbeat" not in shown
+    assert passes(lab, "onprem")[:-1] == recorded and passes(lab, "onprem")[-1]["status"] == "done"
     assert {n: app_counts(lab, n) for n in ("onprem", "aurora")} == before
     assert query(lab.instances["onprem"], "SELECT COUNT(*) AS n FROM runbook.heartbeat")[0]["n"] == 2
+
+
+def test_an_interrupted_pass_is_continued(approved, pipeline, lab):
+    """A pass left 'running' (a stopped kernel, say) is continued by the next run (check_mode auto), not
+    started anew: its chunks are not read again."""
+    latest = passes(lab, "onprem")[-1]["run_id"]
+    chunks = ("SELECT table_name, chunk, seconds FROM runbook.consistency_chunk WHERE run_id = %s "
+              "AND table_name LIKE 'app\\_%%' ORDER BY table_name, chunk")
+    read = query(lab.instances["onprem"], chunks, (latest,))
+    query(lab.instances["onprem"], "UPDATE runbook.consistency_run SET status = 'running', finished = NULL "
+                                   "WHERE run_id = %s", (latest,))
+    text = outputs_text(pipeline.run(STEM, **SHORT))
+    assert f"pass {latest[:8]} (continued, recorded in runbook.consistency_run)" in text
+    assert "PASS: bi-directional replication validated" in text
+    assert passes(lab, "onprem")[-1]["run_id"] == latest and passes(lab, "onprem")[-1]["status"] == "done"
+    assert read and query(lab.instances["onprem"], chunks, (latest,)) == read     # kept, not read again
 
 
 def test_a_row_changed_on_one_side_only_is_found_with_its_key(approved, pipeline, lab):

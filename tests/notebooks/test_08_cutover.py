@@ -8,6 +8,7 @@ later phases find the state the pipeline leaves.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from papermill.exceptions import PapermillExecutionError
@@ -33,7 +34,6 @@ def locks(lab, user: str = "crm_app") -> dict[str, str]:
 
 def rows_of(text: str, table: str) -> list[str]:
     """The cells of the split-brain table's rows for ``table`` (HTML as the notebook showed it)."""
-    import re
     out = []
     for row in re.findall(r"<tr>(.*?)</tr>", text, re.S):
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
@@ -71,16 +71,17 @@ def test_without_approval_nothing_changes_and_the_guard_names_tables_written_fro
 
 @pytest.fixture(scope="module")
 def cut(lab, pipeline, tmp_path_factory):
-    """The pipeline's approved run of 08 (direction cutover); (notebook, figures)."""
+    """The pipeline's approved run of 08 (direction cutover); (notebook, figures, its switches' records)."""
     run_dir = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RUNBOOK_RUN_DIR", str(run_dir))
         nb = pipeline.through(NB)[NB]
-    return nb, json.loads((run_dir / "figures" / "cutover.json").read_text())
+    return (nb, json.loads((run_dir / "figures" / "cutover.json").read_text()),
+            json.loads((run_dir / "figures" / "switches.json").read_text()))
 
 
 def test_approved_cutover_locks_crm_on_the_source_only_and_names_aurora(lab, cut):
-    nb, figures = cut
+    nb, figures, _ = cut
     text = outputs_text(nb)
     assert locks(lab) == {"onprem": "Y", "aurora": "N"}
     assert locks(lab, "acme_app") == {"onprem": "N", "aurora": "missing"}  # other scopes untouched
@@ -91,6 +92,23 @@ def test_approved_cutover_locks_crm_on_the_source_only_and_names_aurora(lab, cut
     assert figures["endpoint"] == f"127.0.0.1:{lab.state.aurora_port}"
     assert "tenant_globex.orders" in figures["split_brain_tables"]
     assert all(status != "fail" for status in figures["checks"].values())
+
+
+def test_the_same_data_gate_re_verifies_from_phase_6_s_recorded_pass_and_its_time_is_kept(lab, cut):
+    """Phase 6 recorded a full pass (runbook.consistency_run); the gate reads the binary logs since it
+    instead of comparing every row again (a 'full' kind here means it found no pass to start from)."""
+    nb, figures, switches = cut
+    passes = query(lab.instances["onprem"], "SELECT kind, status FROM runbook.consistency_run")
+    assert {"kind": "full", "status": "done"} in passes and all(p["kind"] == "full" for p in passes)  # reads only
+    assert figures["same_data_check_kind"] == "reverify"
+    seconds = figures["same_data_check_seconds"]
+    assert isinstance(seconds, float) and 0 < seconds < 30
+    assert (switches[-1]["same_data_check_kind"], switches[-1]["same_data_check_seconds"]) == ("reverify", seconds)
+    text = outputs_text(nb)
+    shown = [float(x) for x in re.findall(r"(?:^|\W)reverify in (\d+\.\d\d) s", text)]
+    assert len(shown) >= 2 and all(abs(x - seconds) < 0.006 for x in shown)    # the check's row, the summary
+    assert "same-data check: reverify in " in text
+    print(f"the cut-over's same-data gate: {figures['same_data_check_kind']} in {seconds:.3f} s")
 
 
 def test_a_second_cutover_plans_nothing(lab, pipeline, cut):

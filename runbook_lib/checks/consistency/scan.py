@@ -13,6 +13,7 @@ replication lag, resumable, with a progress bar, and a row-level report.
   the wire, so very wide rows cost time, not memory.  A table without a primary key is one
   whole-table checksum (no locks; it cannot be resumed half-way).
 * **Throttled.**  Before each chunk the :class:`Throttle` may hold it (heartbeat lag, Threads_running).
+  The table its heartbeat writes while the check runs is not compared, like the ledger's own.
 * **Resumable.**  Each chunk is written to ``runbook.consistency_chunk`` (:mod:`.ledger`) on the source,
   which replicates it (``record=False``: nothing is written, a pass that only reads).  ``mode='auto'`` continues the scope's latest full pass if it did not finish
   and starts a new one otherwise; ``'fresh'`` always starts anew; ``'resume'`` continues the latest
@@ -101,7 +102,7 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
             raise ParameterError(name, f"must be a number of at least {low}, not {value!r}")
     started = time.monotonic()
     shapes_s, shapes_a, names = both_shapes(source, aurora, schemas, tables)
-    names = [n for n in names if n not in LEDGER_TABLES]
+    names = [n for n in names if n not in (*LEDGER_TABLES, *(throttle.writes if throttle is not None else ()))]
     ledger = Ledger(source, schemas, tables, record=record)
     ledger.ensure()
     last = ledger.latest() if record else None         # record False: reads only, a fresh pass

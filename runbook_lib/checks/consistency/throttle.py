@@ -9,9 +9,11 @@
   ``target`` seconds on the slower side (pt-table-checksum's ``--chunk-time``, 0.5 s by default).
 
 The lag comes from a :class:`~runbook_lib.checks.heartbeat.HeartbeatMonitor` that writes a heartbeat on
-each side every 0.1 s while the check runs (started here unless one is given; restarted when it reaches
-its time limit).  Threads_running is MySQL's count of threads that are not sleeping ("Server Status
-Variables" in the MySQL manual); Aurora reports it too.
+each side every 0.1 s while the check runs.  One given already running is only read; otherwise the
+throttle starts it (the one given, or its own over another connection of each server), restarts it
+when it reaches its time limit, and stops it.  Its table (:attr:`Throttle.writes`) changes all the
+time the check runs, so the check does not compare it.  Threads_running is MySQL's count of threads
+that are not sleeping ("Server Status Variables" in the MySQL manual); Aurora reports it too.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runbook_lib.checks.heartbeat import MAX_SECONDS, HeartbeatMonitor, LagSample, Side
+from runbook_lib.checks.heartbeat import TABLE as HEARTBEAT_TABLE
 from runbook_lib.core.errors import CheckFailed, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,12 +89,19 @@ class Throttle:
             raise ParameterError("threads_running_limit", f"must be a whole number of at least 1, not "
                                  f"{self.threads_running_limit!r}")
 
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """Tables written while the throttle runs (the heartbeat's, with a lag limit): not to compare."""
+        return (HEARTBEAT_TABLE,) if self.lag_limit is not None else ()
+
     def start(self, source: Server, aurora: Server) -> None:
-        """Start the heartbeat monitor (own connections) unless one was given or no lag limit is set."""
-        if self.lag_limit is None or self.monitor is not None:
+        """Start the heartbeat monitor (with a lag limit), unless the one given runs already: the one
+        given, or one of its own over another connection of each server."""
+        if self.lag_limit is None or (self.monitor is not None and self.monitor.running):
             return
-        self.monitor = HeartbeatMonitor(Side("source", "source", source.another),
-                                        Side("aurora", "aurora", aurora.another))
+        if self.monitor is None:
+            self.monitor = HeartbeatMonitor(Side("source", "source", source.another),
+                                            Side("aurora", "aurora", aurora.another))
         self._own = True
         self.monitor.start(MAX_SECONDS)
 

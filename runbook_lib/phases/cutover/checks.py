@@ -201,6 +201,13 @@ class Checks:
     def ok(self) -> bool:
         return all(r.status != "fail" for r in self.results)
 
+    def gate_figures(self) -> dict:
+        """The "same data" gate for the run's summary: how it compared ('reverify': only the rows written
+        since the last recorded pass; 'full': everything) and in how many seconds (None: not compared)."""
+        c = self.comparison
+        return {"same_data_check_kind": c.kind if c is not None else None,
+                "same_data_check_seconds": round(c.seconds, 3) if c is not None else None}
+
     def show(self) -> None:
         show_table(checks_frame(self.results))
         if self.comparison is not None and not self.comparison.ok:
@@ -277,7 +284,7 @@ def check_before(rb: Session, move: Move, *, write_window: float = 5.0, catch_up
                                       progress=False, record=False, max_chunk_rows=chunk_rows)
         same = comparison.ok and bool(comparison.tables)
         rows = {r: f"{comparison.kind} in {comparison.seconds:.2f} s: {len(comparison.tables)} tables, "
-                   f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows" for r in SIDES}
+                   f"{sum(getattr(t, f'{r}_rows') or 0 for t in comparison.tables):,} rows compared" for r in SIDES}
         results.append(CheckResult(IDENTICAL, rows["source"], rows["aurora"], "pass" if same else "fail",
                                    "" if same else comparison.verdict_line()))
     else:
@@ -316,6 +323,7 @@ def record(move: Move, outcome: str, *, checks: Checks | None = None,
                "schemas": list(move.schemas), "accounts": [str(a) for a in move.accounts], "verdict": outcome,
                "endpoint": endpoint, "checks": {r.item: r.status for r in checks.results} if checks else {},
                "split_brain_tables": list(checks.split_brain) if checks else [],
-               "split_brain_tables_after": after.both if after else []}
+               "split_brain_tables_after": after.both if after else [],
+               **(checks.gate_figures() if checks else {})}
     run_record.record("cutover", figures)
     return figures

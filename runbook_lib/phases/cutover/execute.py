@@ -157,6 +157,7 @@ def _record(rb: Session, move: Move, checks: Checks | None, outcome: str, starte
                "at": started.isoformat(timespec="seconds"), "outcome": outcome,
                "write_pause_s": None if pause is None else round(pause, 3),
                "guardrails": {r.item: r.status for r in checks.results} if checks else {},
+               **(checks.gate_figures() if checks else {}),
                "done": list(done), "undone": list(undone), "cause": cause}
     run_record.append(SECTION, figures)
     return figures

@@ -6,7 +6,8 @@
 * :func:`check_before` -> :class:`Checks` (reads only): no session and no write of the scope on the
   side it leaves during a short window (processlist; performance_schema write counters sampled at
   both ends; the binary log's GTID origins), replication running and caught up both ways (GTID
-  sets), the scope's tables identical (:mod:`runbook_lib.checks.consistency.comparison`).  A failure stops the phase.
+  sets), the scope's tables identical (re-verified since the last recorded pass, phase 6's:
+  :mod:`runbook_lib.checks.consistency.changes`).  A failure stops the phase.
   It lives in :mod:`runbook_lib.phases.cutover.checks` with :class:`Move`, :class:`Account`, :func:`move_for`
   and :func:`record`; all are importable from here.
 * :func:`plan_switch` -> :class:`Switch` (step ``cutover:<scope>`` / ``fallback:<scope>``): the
@@ -292,7 +293,9 @@ def summary(move: Move, gate_outcome: Any, checks: Checks, after: splitbrain.Spl
     outcome = {"applied": "switched", "nothing to do": "already in place"}.get(gate_outcome.status,
                                                                              gate_outcome.status)
     figures = record(move, outcome, checks=checks, after=after, endpoint=endpoint)
-    print(f"{move.direction.upper()} {move.scope}: {outcome}; endpoint {endpoint}; tables written from both "
+    kind, seconds = figures["same_data_check_kind"], figures["same_data_check_seconds"]
+    print(f"{move.direction.upper()} {move.scope}: {outcome}; endpoint {endpoint}; same-data check: "
+          f"{f'{kind} in {seconds:.2f} s' if kind else 'not run'}; tables written from both "
           f"sides before: {', '.join(figures['split_brain_tables']) or 'none'}; since the checks began: "
           f"{', '.join(figures['split_brain_tables_after']) or 'none'}")
     return figures

@@ -8,11 +8,16 @@
 * :func:`sample_lag` (the heartbeat of :mod:`runbook_lib.checks.heartbeat`, a short window), :func:`lag_checks`,
   :func:`lag_figure` (each direction's heartbeat lag with Seconds_Behind_Source beside it, a threshold
   line, and CloudWatch's AuroraBinlogReplicaLag).
-* :func:`compare_data`: :func:`runbook_lib.checks.consistency.comparison.compare` over ``app_schemas`` and ``runbook``.
+* :func:`compare_data`: a full consistency pass over ``app_schemas`` and ``runbook``
+  (:func:`runbook_lib.checks.consistency.scan.full_check`: chunks sized by time, optionally throttled on
+  lag, resumable), recorded in ``runbook.consistency_run`` / ``_chunk``: phase 8's "same data" gate
+  re-verifies only what was written since (:mod:`runbook_lib.checks.consistency.changes`).
 * :func:`record` / :func:`conclude`: figures for the run summary; CheckFailed if anything failed.
 
-Reads only, except the heartbeat: its table (created once, step ``replication``) and its rows,
-written a few times a second on each side while lag is sampled.
+Reads only, except the heartbeat (its table, created once, step ``replication``, and its rows, written
+a few times a second on each side while lag is sampled or the comparison is throttled) and the
+comparison's ledger (``runbook.consistency_run`` / ``_chunk``, created when missing, written on the
+source: its progress and verdict).
 """
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from runbook_lib.checks import channels, heartbeat
-from runbook_lib.checks.consistency.comparison import Comparison, compare
+from runbook_lib.checks.consistency import scan
+from runbook_lib.checks.consistency.comparison import Comparison
+from runbook_lib.checks.consistency.throttle import Throttle
 from runbook_lib.checks.heartbeat import LagSamples, MetricSeries
 from runbook_lib.core import record as run_record
 from runbook_lib.core.display import CheckResult, raise_if_failed, show, show_checks, show_table, verdict
@@ -47,7 +54,7 @@ _WORKER_ERRORS = """SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno,
 # --- the knobs ---------------------------------------------------------------------------------
 
 def check_knobs(*, lag_seconds: float, lag_threshold_s: float, heartbeat_interval_s: float, metric_minutes: float,
-                metric_period_s: int, chunk_rows: int) -> None:
+                metric_period_s: int, check_target_seconds: float, check_mode: str, check_lag_limit_s: float) -> None:
     """ParameterError naming the first bad notebook knob, before anything runs."""
     def number(name: str, value: object, low: float, high: float, integer: bool = False) -> None:
         kinds = (int,) if integer else (int, float)
@@ -62,7 +69,12 @@ def check_knobs(*, lag_seconds: float, lag_threshold_s: float, heartbeat_interva
     if metric_period_s not in (1, 5, 10, 30) and metric_period_s % 60:
         raise ParameterError("metric_period_s", f"{metric_period_s} is not a CloudWatch period",
                              hint="1, 5, 10, 30 or a multiple of 60 seconds")
-    number("chunk_rows", chunk_rows, 10, 10_000_000, integer=True)
+    number("check_target_seconds", check_target_seconds, 0.01, 60)
+    if check_mode not in scan.MODES:
+        raise ParameterError("check_mode", f"{check_mode!r} is not one of {', '.join(scan.MODES)}",
+                             hint="auto: continue an unfinished pass, else start anew; fresh: always anew; "
+                                  "resume: the latest pass, even a finished one")
+    number("check_lag_limit_s", check_lag_limit_s, 0, 3600)
 
 
 # --- both directions, errors ---------------------------------------------------------------------
@@ -237,15 +249,28 @@ def schemas(rb: Session) -> list[str]:
     return list(dict.fromkeys([*rb.params.app_schemas, RUNBOOK_SCHEMA]))
 
 
-def compare_data(rb: Session, chunk_rows: int = 10_000, wait_timeout: float = 60.0) -> Comparison:
-    """Both sides, table by table, at a common GTID point (see :mod:`runbook_lib.checks.consistency.comparison`)."""
-    return compare(rb.source(), rb.aurora(), schemas(rb), chunk_rows=chunk_rows, wait_timeout=wait_timeout)
+def compare_data(rb: Session, *, target_seconds: float = 0.5, mode: str = "auto", lag_limit_s: float = 0.0,
+                 wait_timeout: float = 60.0, progress: bool = True) -> Comparison:
+    """A full pass over :func:`schemas`, recorded in the ledger (see :mod:`runbook_lib.checks.consistency.scan`):
+    chunks of ``target_seconds`` on the slower side; ``mode`` auto / fresh / resume; ``lag_limit_s`` above
+    0: chunks wait while either direction's heartbeat lag is above it (a
+    :class:`~runbook_lib.checks.heartbeat.HeartbeatMonitor` of the session, started by the throttle)."""
+    throttle = (Throttle(lag_limit=lag_limit_s, monitor=heartbeat.HeartbeatMonitor.for_session(rb))
+                if lag_limit_s else None)
+    return scan.full_check(rb.source(), rb.aurora(), schemas(rb), mode=mode, target_seconds=target_seconds,
+                           throttle=throttle, wait_timeout=wait_timeout, progress=progress)
 
 
 def show_comparison(comparison: Comparison) -> None:
+    """The tables, the differing keys and column values, the pass (continued or new, throttled), the verdict."""
     show_table(comparison.to_frame())
     if len(comparison.ranges_frame()):
         show(comparison.ranges_frame())
+    if len(comparison.samples_frame()):
+        show(comparison.samples_frame())
+    print(f"pass {comparison.run_id[:8]} ({'continued' if comparison.resumed else 'new'}, recorded in "
+          f"runbook.consistency_run): {comparison.seconds:.1f} s" +
+          (f", {comparison.throttled_s:.1f} s of it paused by the lag throttle" if comparison.throttled_s else ""))
     print(comparison.verdict_line())
 
 
@@ -262,7 +287,8 @@ def lag_figures(samples: LagSamples, results: Iterable[CheckResult], threshold_s
 def record(lag: LagSamples, lag_results: list[CheckResult], comparison: Comparison, threshold_s: float) -> None:
     """``record('lag', ...)`` and ``record('consistency', ...)`` for the run summary."""
     run_record.record("lag", lag_figures(lag, lag_results, threshold_s))
-    run_record.record("consistency", comparison.figures())
+    run_record.record("consistency", {**comparison.figures(), "kind": comparison.kind, "run_id": comparison.run_id,
+                                      "resumed": comparison.resumed, "throttled_s": comparison.throttled_s})
 
 
 def conclude(error_results: list[CheckResult], lag_results: list[CheckResult], comparison: Comparison) -> None:

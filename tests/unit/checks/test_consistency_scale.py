@@ -74,6 +74,42 @@ def test_once_paused_the_lag_must_fall_to_half_the_limit_and_chunks_get_shorter_
     assert Throttle(lag_limit=None).chunk_target(0.5) == 0.5
 
 
+class _Monitor(_Lags):
+    """A heartbeat monitor that counts its starts and stops."""
+
+    def __init__(self, running: bool = False) -> None:
+        super().__init__({})
+        self.running, self.starts, self.stops = running, 0, 0
+
+    def start(self, seconds: float) -> None:
+        self.running, self.starts = True, self.starts + 1
+
+    def stop(self):
+        self.running, self.stops = False, self.stops + 1
+        return type("Samples", (), {"samples": ()})()
+
+
+def test_the_throttle_starts_and_stops_a_monitor_given_idle_and_leaves_a_running_one_alone() -> None:
+    idle = _Monitor()
+    throttle = Throttle(lag_limit=1.0, monitor=idle)
+    throttle.start(None, None)
+    throttle.stop()
+    assert (idle.starts, idle.stops) == (1, 1)
+    running = _Monitor(running=True)                 # its owner started it (bench/scale.py) and stops it
+    throttle = Throttle(lag_limit=1.0, monitor=running)
+    throttle.start(None, None)
+    throttle.stop()
+    assert (running.starts, running.stops, running.running) == (0, 0, True)
+    unused = _Monitor()
+    Throttle(lag_limit=None, monitor=unused).start(None, None)
+    assert unused.starts == 0
+
+
+def test_the_heartbeat_table_is_not_compared_while_a_lag_throttle_writes_it() -> None:
+    assert Throttle(lag_limit=1.0).writes == ("runbook.heartbeat",)
+    assert Throttle(lag_limit=None, threads_running_limit=8).writes == ()
+
+
 @pytest.mark.parametrize("kw", [{"lag_limit": 0}, {"lag_limit": "1"}, {"threads_running_limit": 0},
                                 {"threads_running_limit": True}, {"threads_running_limit": 2.5}])
 def test_throttle_limits_are_checked(kw) -> None:

@@ -54,6 +54,15 @@ def test_several_cut_overs_each_get_a_row():
                     ("cut-over 'billing' (aurora → source)", "done; write pause 0.50 s")]
 
 
+def test_a_cut_over_row_says_how_its_same_data_gate_compared_and_how_long_it_took():
+    summary = {"switches": [{"scope": "crm", "from": "source", "to": "aurora", "outcome": "switched",
+                             "write_pause_s": 0.2, "same_data_check_kind": "reverify",
+                             "same_data_check_seconds": 0.084}]}
+    rows = {f: v for f, v, _ in report.key_figures(summary)}
+    assert rows["cut-over 'crm' (source → aurora)"] == ("switched; write pause 0.20 s; same-data check reverify "
+                                                        "in 0.08 s")
+
+
 def _png(size: tuple[float, float]) -> str:
     from matplotlib.figure import Figure
     fig = Figure(figsize=size, dpi=100)

@@ -1,9 +1,14 @@
-"""runbook_lib.phases.cutover.steps: scopes, accounts, write counters and the order of the switch (pure parts)."""
+"""runbook_lib.phases.cutover.steps: scopes, accounts, write counters, the order of the switch and the run's record
+(pure parts)."""
 from __future__ import annotations
+
+import json
 
 import pytest
 
+from runbook_lib.checks.consistency.comparison import Comparison
 from runbook_lib.context.params import parameters_from_mapping
+from runbook_lib.core import record as run_record
 from runbook_lib.core.errors import ParameterError
 from runbook_lib.phases.cutover import checks as cutover_checks
 from runbook_lib.phases.cutover import steps as c
@@ -119,3 +124,14 @@ def test_an_account_missing_on_one_side_is_created_there_locked_first():
     actions = c.switch_actions(back, states({CRM: None}, {CRM: False}), quiet)
     assert kinds(actions)[0] == ("source", "create", False, ["crm_app@%"])
     assert kinds(actions)[-1] == ("source", "unlock", False, ["crm_app@%"])
+
+
+def test_the_run_summary_keeps_how_the_same_data_gate_compared_and_its_seconds(tmp_path, monkeypatch):
+    monkeypatch.setenv(run_record.FIGURES_ENV, str(tmp_path))
+    move = cutover_checks.Move("crm", "cutover", ("app_crm",), (CRM,))
+    gate = Comparison((), ("app_crm",), "", 0.08123, kind="reverify")
+    cutover_checks.record(move, "switched", checks=cutover_checks.Checks(move, (), comparison=gate))
+    kept = json.loads((tmp_path / "figures" / "cutover.json").read_text())
+    assert (kept["same_data_check_kind"], kept["same_data_check_seconds"]) == ("reverify", 0.081)
+    failed_early = cutover_checks.Checks(move, ())             # a check before it failed: nothing compared
+    assert failed_early.gate_figures() == {"same_data_check_kind": None, "same_data_check_seconds": None}
