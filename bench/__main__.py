@@ -2,7 +2,8 @@
 
 The lab instance is the bench's own (name ``bench``, port base 26306, 1,000,000 persona rows by
 default; ``RUNBOOK_LAB_ROWS`` or ``--rows`` change it), built fresh with two-way replication
-(:func:`bench.replicated_lab`) and destroyed at the end unless ``--keep``.  Prints one table
+(:func:`bench.replicated_lab`), its two servers' buffer pools grown to hold ``app_crm``
+(:func:`bench.hold_in_buffer_pool`, recorded as ``buffer_pool_mb``), and destroyed at the end unless ``--keep``.  Prints one table
 (section, key, value) and writes ``bench/results/<UTC timestamp>.json``.
 """
 from __future__ import annotations
