@@ -24,7 +24,7 @@ two checks is being written on both sides: no pair of snapshots can match then, 
 as "still changing" (compare again when the writes pause), never as a difference.
 
 The per-table work (shapes, spans, checksum SQL, passes, rechecks, splitting) lives in
-:mod:`runbook_lib.checks.consistency.chunks`; its names are importable from here as well.
+:mod:`runbook_lib.checks.consistency.chunks`; import its names from there (one import path per name).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@
   sets), the scope's tables identical (re-verified since the last recorded pass, phase 6's:
   :mod:`runbook_lib.checks.consistency.changes`).  A failure stops the phase.
   It lives in :mod:`runbook_lib.phases.cutover.checks` with :class:`Move`, :class:`Account`, :func:`move_for`
-  and :func:`record`; all are importable from here.
+  and :func:`record`; import them from there (one import path per name).
 * :func:`plan_switch` -> :class:`Switch` (step ``cutover:<scope>`` / ``fallback:<scope>``): the
   accounts locked on the side it leaves (their sessions killed) and unlocked on the side it goes to.
 * :func:`verify`: the lock state read on both servers, then the endpoint the application must use.
