@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.mysql.connection import Server
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
+# Numbers and times: written as text by CAST(... AS BINARY) in a row's CRC (same digits, no conversion).
+AS_BINARY = INTEGER_TYPES | {"decimal", "year", "date", "time", "datetime", "timestamp"}
 # Types none of whose values is written as '' (so a NULL written as '' needs no flag of its own).
 NEVER_EMPTY = INTEGER_TYPES | {"decimal", "float", "double", "bit", "year", "date", "time", "datetime", "timestamp",
                                "json", "geometry", "point", "linestring", "polygon", "multipoint",
@@ -71,14 +73,18 @@ class TableShape:
     def row_crc(self) -> str:
         """CRC32 of one row: every column joined by '#', TIMESTAMP as epoch (time-zone free).
 
-        ``CONCAT`` with literal separators, not ``CONCAT_WS``: measured on MySQL 9.7 over 2,000,000
-        rows of ``app_crm.persona``, 1.36 s against 1.66 s for ``CONCAT_WS`` alone and 1.81 s with
-        ``CONCAT_WS``'s NULL flags (the expression is most of a checksum scan's time).  A NULL column is
-        ''; where '' is also a value of the column's type (strings, ENUM, SET), a flag per such column
-        tells NULL from ''."""
+        ``CONCAT`` with literal separators, not ``CONCAT_WS``, and numbers and times cast to BINARY
+        (the same digits, without a conversion to the string columns' character set): measured on
+        MySQL 9.7 over 2,000,000 rows of ``app_crm.persona``, one server, 0.71x the time of
+        ``CONCAT_WS('#', cols)`` alone; 0.82x without the casts; ``CONCAT_WS`` with NULL flags 1.09x
+        (the expression is most of a checksum scan's time: ``COUNT(*)`` alone is 0.08x).  A NULL
+        column is ''; where '' is also a value of the column's type (strings, ENUM, SET), a flag per
+        such column tells NULL from ''."""
         parts, flags = [], []
         for c in self.columns:
             value = f"UNIX_TIMESTAMP({q(c.name)})" if c.data_type == "timestamp" else q(c.name)
+            if c.data_type in AS_BINARY:
+                value = f"CAST({value} AS BINARY)"
             if c.nullable:
                 value = f"IFNULL({value}, '')"
                 if c.data_type not in NEVER_EMPTY:

@@ -43,9 +43,10 @@ def test_bound_sql_single_and_composite_keys() -> None:
 def test_row_crc_flags_nulls_and_reads_timestamps_as_epoch() -> None:
     s = shape(("id", "bigint", False), ("name", "varchar", True), ("at", "timestamp", False))
     expr = s.row_crc()
-    assert expr == "CRC32(CONCAT(`id`, '#', IFNULL(`name`, ''), '#', UNIX_TIMESTAMP(`at`), '#', ISNULL(`name`)))"
+    assert expr == ("CRC32(CONCAT(CAST(`id` AS BINARY), '#', IFNULL(`name`, ''), '#', "
+                    "CAST(UNIX_TIMESTAMP(`at`) AS BINARY), '#', ISNULL(`name`)))")
     no_nulls = shape(("id", "bigint", False), ("n", "int", False)).row_crc()
-    assert no_nulls == "CRC32(CONCAT(`id`, '#', `n`))"
+    assert no_nulls == "CRC32(CONCAT(CAST(`id` AS BINARY), '#', CAST(`n` AS BINARY)))"
 
 
 def test_row_crc_flags_only_nulls_that_could_read_as_empty() -> None:
@@ -53,7 +54,8 @@ def test_row_crc_flags_only_nulls_that_could_read_as_empty() -> None:
     s = shape(("id", "bigint", False), ("d", "datetime", True), ("n", "decimal", True), ("t", "timestamp", True),
               ("e", "enum", True), ("b", "blob", True))
     expr = s.row_crc()
-    assert "IFNULL(`d`, '')" in expr and "IFNULL(UNIX_TIMESTAMP(`t`), '')" in expr
+    assert "IFNULL(CAST(`d` AS BINARY), '')" in expr and "IFNULL(CAST(UNIX_TIMESTAMP(`t`) AS BINARY), '')" in expr
+    assert "CAST(`e` AS BINARY)" not in expr and "CAST(`b` AS BINARY)" not in expr     # strings as they are
     assert expr.endswith("'#', ISNULL(`e`), ISNULL(`b`)))")
     assert "ISNULL(`d`)" not in expr and "ISNULL(`n`)" not in expr and "ISNULL(`t`)" not in expr
 
