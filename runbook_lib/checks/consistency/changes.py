@@ -121,7 +121,8 @@ def changed_keys(server, since: BinlogMark, shapes: dict[str, TableShape], *,
                                 server_id=random.randint(2**31, 2**32 - 2), log_file=since.file,
                                 log_pos=since.position, resume_stream=True, blocking=False,
                                 only_events=[GtidEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
-                                only_schemas=sorted({s.schema for s in shapes.values()}), enable_logging=False,
+                                only_schemas=sorted({s.schema for s in shapes.values()}),
+                                only_tables=sorted({s.name for s in shapes.values()}), enable_logging=False,
                                 pymysql_wrapper=_Connection)
     skip, theirs = False, uuid.UUID(skip_origin).bytes if skip_origin else b""
     try:
