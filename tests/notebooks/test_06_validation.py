@@ -3,7 +3,7 @@
 Order matters: a run without approvals first (the heartbeat table is missing, so the lag cell stops
 with NotApplied and nothing changes), a wrong port, then the approved run of the pipeline (its data
 comparison is recorded as a full pass, which phase 8's gate starts from), its second run (throttled on
-lag), an interrupted pass continued, and a row changed on one side only (it must be found, with its
+lag), an interrupted pass continued, a re-verification brought forward from it, and a row changed on one side only (it must be found, with its
 key, and then repaired)."""
 from __future__ import annotations
 
@@ -167,6 +167,25 @@ def test_an_interrupted_pass_is_continued(approved, pipeline, lab):
     assert "PASS: bi-directional replication validated" in text
     assert passes(lab, "onprem")[-1]["run_id"] == latest and passes(lab, "onprem")[-1]["status"] == "done"
     assert read and query(lab.instances["onprem"], chunks, (latest,)) == read     # kept, not read again
+
+
+def test_reverify_mode_reads_only_the_rows_written_since_and_is_recorded(approved, pipeline, lab,
+                                                                         tmp_path_factory, monkeypatch):
+    """check_mode 'reverify' brings the pass forward: only keys written since the latest finished pass are
+    compared, and the re-verification is recorded for the next one (and phase 8's gate) to start from."""
+    done = passes(lab, "onprem")[-1]
+    query(lab.instances["onprem"], "UPDATE app_crm.persona SET score = score + 1 WHERE id IN (1, 3, 5)")
+    settle(lab.instances, 30)
+    run_dir = tmp_path_factory.mktemp("reverify-run")
+    monkeypatch.setenv("RUNBOOK_RUN_DIR", str(run_dir))
+    nb = pipeline.run(STEM, **SHORT, check_mode="reverify")
+    text = outputs_text(nb)
+    assert "PASS: bi-directional replication validated" in text
+    assert "re-verification" in text and "changed keys compared" in text
+    latest = passes(lab, "onprem")[-1]
+    assert latest["kind"] == "reverify" and latest["status"] == "done" and latest["run_id"] != done["run_id"]
+    consistency = json.loads((run_dir / "figures" / "consistency.json").read_text())
+    assert consistency["kind"] == "reverify" and consistency["verdict"] == "same"
 
 
 def test_a_row_changed_on_one_side_only_is_found_with_its_key(approved, pipeline, lab):

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from runbook_lib.checks import channels, heartbeat
-from runbook_lib.checks.consistency import scan
+from runbook_lib.checks.consistency import changes, scan
 from runbook_lib.checks.consistency.comparison import Comparison
+from runbook_lib.checks.consistency.ledger import REVERIFY
 from runbook_lib.checks.consistency.throttle import Throttle
 from runbook_lib.checks.heartbeat import LagSamples, MetricSeries
 from runbook_lib.core import record as run_record
@@ -53,6 +54,9 @@ _WORKER_ERRORS = """SELECT WORKER_ID AS worker, LAST_ERROR_NUMBER AS errno,
 
 # --- the knobs ---------------------------------------------------------------------------------
 
+# How the data comparison reads: a full pass (scan.MODES), or only what changed since the last one.
+CHECK_MODES = (*scan.MODES, "reverify")
+
 def check_knobs(*, lag_seconds: float, lag_threshold_s: float, heartbeat_interval_s: float, metric_minutes: float,
                 metric_period_s: int, check_target_seconds: float, check_mode: str, check_lag_limit_s: float) -> None:
     """ParameterError naming the first bad notebook knob, before anything runs."""
@@ -70,10 +74,11 @@ def check_knobs(*, lag_seconds: float, lag_threshold_s: float, heartbeat_interva
         raise ParameterError("metric_period_s", f"{metric_period_s} is not a CloudWatch period",
                              hint="1, 5, 10, 30 or a multiple of 60 seconds")
     number("check_target_seconds", check_target_seconds, 0.01, 60)
-    if check_mode not in scan.MODES:
-        raise ParameterError("check_mode", f"{check_mode!r} is not one of {', '.join(scan.MODES)}",
+    if check_mode not in CHECK_MODES:
+        raise ParameterError("check_mode", f"{check_mode!r} is not one of {', '.join(CHECK_MODES)}",
                              hint="auto: continue an unfinished pass, else start anew; fresh: always anew; "
-                                  "resume: the latest pass, even a finished one")
+                                  "resume: the latest pass, even a finished one; reverify: only the rows "
+                                  "written since the latest finished one")
     number("check_lag_limit_s", check_lag_limit_s, 0, 3600)
 
 
@@ -257,6 +262,9 @@ def compare_data(rb: Session, *, target_seconds: float = 0.5, mode: str = "auto"
     :class:`~runbook_lib.checks.heartbeat.HeartbeatMonitor` of the session, started by the throttle)."""
     throttle = (Throttle(lag_limit=lag_limit_s, monitor=heartbeat.HeartbeatMonitor.for_session(rb))
                 if lag_limit_s else None)
+    if mode == "reverify":      # only the rows written since the latest finished pass; recorded as the next
+        return changes.reverify(rb.source(), rb.aurora(), schemas(rb), wait_timeout=wait_timeout,
+                                progress=progress, target_seconds=target_seconds, throttle=throttle)
     return scan.full_check(rb.source(), rb.aurora(), schemas(rb), mode=mode, target_seconds=target_seconds,
                            throttle=throttle, wait_timeout=wait_timeout, progress=progress)
 
@@ -268,9 +276,15 @@ def show_comparison(comparison: Comparison) -> None:
         show(comparison.ranges_frame())
     if len(comparison.samples_frame()):
         show(comparison.samples_frame())
-    print(f"pass {comparison.run_id[:8]} ({'continued' if comparison.resumed else 'new'}, recorded in "
-          f"runbook.consistency_run): {comparison.seconds:.1f} s" +
-          (f", {comparison.throttled_s:.1f} s of it paused by the lag throttle" if comparison.throttled_s else ""))
+    if comparison.kind == REVERIFY:
+        print(f"re-verification {comparison.run_id[:8]} (recorded in runbook.consistency_run: the next one starts "
+              f"here): {sum(r.compared for r in comparison.rounds):,} changed keys compared in "
+              f"{len(comparison.rounds)} round(s), {comparison.seconds:.2f} s")
+    else:
+        print(f"pass {comparison.run_id[:8]} ({'continued' if comparison.resumed else 'new'}, recorded in "
+              f"runbook.consistency_run): {comparison.seconds:.1f} s" +
+              (f", {comparison.throttled_s:.1f} s of it paused by the lag throttle" if comparison.throttled_s
+               else ""))
     print(comparison.verdict_line())
 
 
