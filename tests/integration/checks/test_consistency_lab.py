@@ -242,3 +242,35 @@ def test_a_side_that_cannot_catch_up_is_named(two_way, servers) -> None:
         src.execute("UPDATE app_crm.segment SET rule_text = 'score >= 900' WHERE name = 'vip'")
     two_way.wait_caught_up()
     assert consistency.compare(src, aur, ["app_crm"]).ok
+
+
+TYPED = {       # column -> (definition, value on both sides, value changed to on aurora alone)
+    "ti": ("TINYINT NOT NULL", "-7", "-8"), "mi": ("MEDIUMINT UNSIGNED NOT NULL", "16777215", "16777214"),
+    "bu": ("BIGINT UNSIGNED NOT NULL", "18446744073709551615", "18446744073709551614"),
+    "de": ("DECIMAL(12,4) NOT NULL", "1.5000", "1.5001"), "yr": ("YEAR NOT NULL", "2026", "2027"),
+    "dt": ("DATE NOT NULL", "'2026-12-06'", "'2026-12-07'"), "tm": ("TIME(3) NOT NULL", "'-01:02:03.456'", "'-01:02:03.457'"),
+    "dm": ("DATETIME NOT NULL", "'2026-12-06 10:00:00'", "'2026-12-06 10:00:01'"),
+    "ts": ("TIMESTAMP(6) NOT NULL", "'2026-12-06 10:00:00.000001'", "'2026-12-06 10:00:00.000002'"),
+    "fl": ("FLOAT NOT NULL", "1.25", "1.5"), "db": ("DOUBLE NOT NULL", "3.141592653589793", "3.141592653589794"),
+    "bt": ("BIT(5) NOT NULL", "b'10101'", "b'10100'"), "en": ("ENUM('a','b') NOT NULL", "'a'", "'b'"),
+    "st": ("SET('x','y') NOT NULL", "'x,y'", "'y'"), "js": ("JSON NOT NULL", "'{\"a\": 1}'", "'{\"a\": 2}'"),
+    "bl": ("BLOB NOT NULL", "x'00ff'", "x'00fe'"), "vb": ("VARBINARY(8) NOT NULL", "x'0001'", "x'0002'"),
+}
+
+
+def test_a_change_to_a_column_of_any_type_is_found(two_way, servers) -> None:
+    """The row CRC casts numbers and times to BINARY and leaves strings, BIT, JSON and binary as they are:
+    a change in any one column of any type makes its row differ, found with its key."""
+    src, aur = servers
+    with scratch_schema(src, "ctest_types"):
+        src.execute(f"CREATE TABLE ctest_types.t (id INT PRIMARY KEY, "
+                    f"{', '.join(f'{c} {d}' for c, (d, _, _) in TYPED.items())})")
+        for i in range(len(TYPED) + 2):
+            src.execute(f"INSERT INTO ctest_types.t VALUES ({i}, {', '.join(v for _, v, _ in TYPED.values())})")
+        two_way.wait_caught_up()
+        assert scan.full_check(src, aur, ["ctest_types"], mode="fresh", progress=False, record=False).ok
+        unlogged(aur, *(f"UPDATE ctest_types.t SET {c} = {new} WHERE id = {i + 1}"
+                        for i, (c, (_, _, new)) in enumerate(TYPED.items())))
+        full = scan.full_check(src, aur, ["ctest_types"], mode="fresh", progress=False, record=False)
+        assert [(int(r.first), r.kind) for r in full.tables[0].ranges] == [(i + 1, "changed")
+                                                                            for i in range(len(TYPED))]
