@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pymysql
 import pytest
@@ -50,11 +53,12 @@ def copy_to_aurora(onprem, aurora, app_password: str) -> None:
             d.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON {schema}.* TO '{user}'@'%'")
 
 
-@pytest.fixture(scope="module")
-def clab(tmp_path_factory):
-    """(state, servers, params file) of a lab replicating both ways, the scopes' data on both sides."""
+@contextmanager
+def two_way_lab(suffix: str, tmp_path_factory, persona_rows: int = 2000) -> Iterator[tuple[Any, dict, Any]]:
+    """(state, servers, params file) of a lab of the tests' own replicating both ways, the scopes' data
+    on both sides."""
     from runbook_lib.lab import inspect
-    with own_lab("cutover") as (state, servers):
+    with own_lab(suffix, persona_rows=persona_rows) as (state, servers):
         onprem, aurora = servers["onprem"], servers["aurora"]
         aurora.write_overrides({"log-bin": "binlog", "binlog_format": "ROW", "gtid_mode": "ON",
                                 "enforce_gtid_consistency": "ON", "auto_increment_increment": "2",
@@ -63,8 +67,14 @@ def clab(tmp_path_factory):
         aurora.start()
         copy_to_aurora(onprem, aurora, state.passwords["apps"])
         replicate_both_ways(servers, state.passwords["replicator"], timeout=30)
-        params = inspect.write_params(state, tmp_path_factory.mktemp("cutover") / "lab.yaml")
-        yield state, servers, params
+        yield state, servers, inspect.write_params(state, tmp_path_factory.mktemp(suffix) / "lab.yaml")
+
+
+@pytest.fixture(scope="module")
+def clab(tmp_path_factory):
+    """(state, servers, params file) of a lab replicating both ways, the scopes' data on both sides."""
+    with two_way_lab("cutover", tmp_path_factory) as lab:
+        yield lab
 
 
 def locked(clab, user: str = "crm_app") -> dict[str, str]:

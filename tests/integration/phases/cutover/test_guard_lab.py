@@ -24,9 +24,9 @@ from runbook_lib.core.errors import NotCaughtUp, SwitchRolledBack
 from runbook_lib.phases.cutover import execute, guard
 from runbook_lib.phases.cutover import steps as cutover
 from runbook_lib.run import runner
-from tests.integration.phases.cutover.test_cutover_lab import copy_to_aurora
+from tests.integration.phases.cutover.test_cutover_lab import two_way_lab
 from tests.notebooks.conftest import outputs_text
-from tests.support import own_lab, params_variant, query, replicate_both_ways, settle, wait_for
+from tests.support import params_variant, query, settle, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -37,19 +37,9 @@ FAST = {"write_window_seconds": 0.5, "catch_up_timeout_seconds": 20.0}
 @pytest.fixture(scope="module")
 def glab(tmp_path_factory):
     """(state, servers, params file) of a lab replicating both ways, the scopes on both sides."""
-    from runbook_lib.lab import inspect
-    with own_lab("guard", persona_rows=500) as (state, servers):
-        onprem, aurora = servers["onprem"], servers["aurora"]
-        aurora.write_overrides({"log-bin": "binlog", "binlog_format": "ROW", "gtid_mode": "ON",
-                                "enforce_gtid_consistency": "ON", "auto_increment_increment": "2",
-                                "auto_increment_offset": "1"})
-        aurora.stop()                          # log-bin is static: Aurora's binary log needs a restart
-        aurora.start()
-        copy_to_aurora(onprem, aurora, state.passwords["apps"])
-        replicate_both_ways(servers, state.passwords["replicator"], timeout=30)
-        query(aurora, "CALL mysql.rds_set_configuration('binlog retention hours', 48)")   # as phase 5 does
-        query(onprem, "SET PERSIST binlog_expire_logs_seconds = 604800")                 # as phase 2 does
-        params = inspect.write_params(state, tmp_path_factory.mktemp("guard") / "lab.yaml")
+    with two_way_lab("guard", tmp_path_factory, persona_rows=500) as (state, servers, params):
+        query(servers["aurora"], "CALL mysql.rds_set_configuration('binlog retention hours', 48)")   # as phase 5
+        query(servers["onprem"], "SET PERSIST binlog_expire_logs_seconds = 604800")                 # as phase 2
         yield state, servers, params
 
 
