@@ -257,13 +257,15 @@ class Pair:
         return [i for i in bad if i not in moved], [i for i in bad if i in moved]
 
 
-def span_sums(server: Server, shape: TableShape, spans: dict[int, Span], batch: int) -> dict[int, tuple]:
-    """``id -> (rows, BIT_XOR of row CRCs)`` of each span, ``batch`` spans per statement."""
-    out, ids = {}, sorted(spans)
+def span_sums(server: Server, shape: TableShape, spans: dict[int, Span], batch: int,
+              cols: Sequence[str] = ()) -> dict[int, tuple]:
+    """``id -> (rows, BIT_XOR of row CRCs)`` of each span (bounds on ``cols``, the key when empty),
+    ``batch`` spans per statement."""
+    out, ids, cols = {}, sorted(spans), cols or shape.key
     for start in range(0, len(ids), batch):
         selects, args = [], []
         for i in ids[start:start + batch]:
-            where, a = span_sql(shape.key, spans[i])
+            where, a = span_sql(cols, spans[i])
             selects.append(f"(SELECT {int(i)} AS c, COUNT(*) AS n, COALESCE(BIT_XOR({shape.row_crc()}), 0) AS x "
                            f"FROM {shape.sql_name} WHERE {where})")
             args += a
@@ -272,17 +274,19 @@ def span_sums(server: Server, shape: TableShape, spans: dict[int, Span], batch: 
     return out
 
 
-def span_rows(server: Server, shape: TableShape, span: Span) -> dict[tuple, int]:
-    """``key -> row CRC`` of every row of one span."""
-    where, args = span_sql(shape.key, span)
+def span_rows(server: Server, shape: TableShape, span: Span, cols: Sequence[str] = ()) -> dict[tuple, int]:
+    """``key -> row CRC`` of every row of one span (bounds on ``cols``, the key when empty)."""
+    where, args = span_sql(cols or shape.key, span)
     keys = ", ".join(f"{q(k)} AS k{i}" for i, k in enumerate(shape.key))
     rows = server.query(f"SELECT {keys}, {shape.row_crc()} AS x FROM {shape.sql_name} WHERE {where}", tuple(args))
     return {tuple(r[f"k{i}"] for i in range(len(shape.key))): int(r["x"]) for r in rows}
 
 
-def _ends(pair: Pair, shape: TableShape, span: Span = (None, None)) -> tuple[int, int]:
-    """The smallest and largest integer key either side holds in ``span``; (0, -1) when none."""
-    k, (where, args) = q(shape.key[0]), span_sql(shape.key, span)
+def key_ends(pair: Pair, shape: TableShape, span: Span = (None, None), cols: Sequence[str] = ()) -> tuple[int, int]:
+    """The smallest and largest value of the integer column ``cols[0]`` (the key's first when empty) either
+    side holds in ``span`` (bounds on ``cols``); (0, -1) when none."""
+    cols = cols or shape.key
+    k, (where, args) = q(cols[0]), span_sql(cols, span)
     ends = [s.query_one(f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {shape.sql_name} WHERE {where}", tuple(args))
             for s in (pair.source, pair.aurora)]
     los, his = [int(e["lo"]) for e in ends if e["lo"] is not None], [int(e["hi"]) for e in ends if e["hi"] is not None]
@@ -311,13 +315,13 @@ def _rows_of(pair: Pair, shape: TableShape, spans: list[Span]) -> list[KeyRange]
 
 def _narrow(pair: Pair, shape: TableShape, spans: list[Span], opts: Options) -> list[KeyRange]:
     """Split differing integer-key spans until small, then compare those rows one by one."""
-    out, pending = [], [_ends(pair, shape, span) for span in spans]
+    out, pending = [], [key_ends(pair, shape, span) for span in spans]
     while pending := [(lo, hi) for lo, hi in pending if hi >= lo]:
         out += _rows_of(pair, shape, [((lo,), (hi + 1,)) for lo, hi in pending if hi - lo < ROW_FETCH_LIMIT])
         parts = [dict(enumerate(integer_spans(lo, hi, math.ceil((hi - lo + 1) / SUBCHUNKS))))
                  for lo, hi in pending if hi - lo >= ROW_FETCH_LIMIT]
         sums = pair.both(lambda s, ps=parts: [span_sums(s, shape, p, opts.batch) for p in ps]) if parts else ([], [])
-        pending = [_ends(pair, shape, p[i]) for p, a, b in zip(parts, *sums) for i in differing(a, b)]
+        pending = [key_ends(pair, shape, p[i]) for p, a, b in zip(parts, *sums) for i in differing(a, b)]
     return out
 
 
@@ -330,7 +334,7 @@ def _span_range(shape: TableShape, span: Span, kind: str) -> KeyRange:
 
 def _chunked(pair: Pair, shape: TableShape, est: int, opts: Options) -> TableResult:
     if shape.integer_key:
-        lo, hi = _ends(pair, shape)
+        lo, hi = key_ends(pair, shape)
         spans = integer_spans(lo, hi, chunk_width(lo, hi, est, opts.chunk_rows), open_ends=True)
     else:
         spans = spans_between(pair.both(lambda s: _walk(s, shape, opts.chunk_rows) if s is pair.source else None)[0])

@@ -47,8 +47,11 @@ from runbook_lib.checks.consistency.chunks import (
     common_point,
     compare_table,
     integer_spans,
+    key_ends,
     key_text,
+    span_rows,
     span_sql,
+    span_sums,
 )
 from runbook_lib.checks.consistency.comparison import Comparison, both_shapes
 from runbook_lib.checks.consistency.ledger import FULL, ChunkRow, Ledger
@@ -65,6 +68,7 @@ SPLIT = 64                      # a differing integer range is split into this m
 ROWS_FETCHED = 2_000            # ... until it holds fewer keys than this; then row by row
 FETCH_CAP = 200_000             # row CRCs read per table when narrowing; beyond: the chunk's bounds
 FIRST_ROWS = 10_000             # first chunk of a table cut by nibbling
+BATCH = 64                      # key spans checksummed per statement
 
 
 @dataclass
@@ -114,7 +118,7 @@ def full_check(source, aurora, schemas: Sequence[str], *, tables: Sequence[str] 
     est = {n: max(shapes_s.get(n, (None, 0))[1], shapes_a.get(n, (None, 0))[1]) for n in names}
     bar = Progress(sum(est.values()), len(names), enabled=progress)
     check = _Check(Pair(source, aurora, wait_timeout), ledger, run_id, ChunkSizer(target_seconds, max_rows=max_chunk_rows),
-                   throttle, bar, Options(10_000, rechecks, 0.3, 64), max_keys, sample_rows)
+                   throttle, bar, Options(10_000, rechecks, 0.3, BATCH), max_keys, sample_rows)
     results = []
     try:
         if throttle is not None:
@@ -156,34 +160,6 @@ def span_columns(shape: TableShape) -> tuple[tuple[str, ...], bool]:
     return shape.key, False
 
 
-def sums(server, shape: TableShape, cols: Sequence[str], spans: dict[int, Span]) -> dict[int, tuple[int, int]]:
-    """``id -> (rows, BIT_XOR of row CRCs)`` of each span (bounds on ``cols``), one statement."""
-    selects, args = [], []
-    for i, span in sorted(spans.items()):
-        where, a = span_sql(cols, span)
-        selects.append(f"(SELECT {int(i)} AS c, COUNT(*) AS n, COALESCE(BIT_XOR({shape.row_crc()}), 0) AS x "
-                       f"FROM {shape.sql_name} WHERE {where})")
-        args += a
-    return {int(r["c"]): (int(r["n"]), int(r["x"])) for r in server.query(" UNION ALL ".join(selects), tuple(args))}
-
-
-def span_keys(server, shape: TableShape, cols: Sequence[str], span: Span) -> dict[tuple, int]:
-    """``key -> row CRC`` of the rows of one span (bounds on ``cols``)."""
-    where, args = span_sql(cols, span)
-    names = ", ".join(f"{q(k)} AS k{i}" for i, k in enumerate(shape.key))
-    rows = server.query(f"SELECT {names}, {shape.row_crc()} AS x FROM {shape.sql_name} WHERE {where}", tuple(args))
-    return {tuple(r[f"k{i}"] for i in range(len(shape.key))): int(r["x"]) for r in rows}
-
-
-def value_ends(pair: Pair, shape: TableShape, col: str, span: Span) -> tuple[int, int]:
-    """Smallest and largest value of integer column ``col`` either side holds in ``span``; (0, -1): none."""
-    where, args = span_sql((col,), span)
-    ends = [s.query_one(f"SELECT MIN({q(col)}) AS lo, MAX({q(col)}) AS hi FROM {shape.sql_name} WHERE {where}",
-                        tuple(args)) for s in (pair.source, pair.aurora)]
-    los, his = [int(e["lo"]) for e in ends if e["lo"] is not None], [int(e["hi"]) for e in ends if e["hi"] is not None]
-    return (min(los), max(his)) if los else (0, -1)
-
-
 def nth_key(server, shape: TableShape, lower: tuple | None, n: int, upper: tuple | None = None) -> tuple | None:
     """The ``n``-th key at or after ``lower`` (and before ``upper``) in key order; None past the end."""
     cols = ", ".join(q(c) for c in shape.key)
@@ -206,7 +182,7 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
     if not done or done[-1].upper is not None:
         lower, n = (done[-1].upper, done[-1].chunk + 1) if done else (None, 0)
         if integer:
-            lo, hi = value_ends(pair, shape, cols[0], (lower, None))
+            lo, hi = key_ends(pair, shape, (lower, None), cols)
             width, pos = check.sizer.first_width(hi - lo + 1, est), lower[0] if lower else lo
         else:
             width, pos, hi = FIRST_ROWS, 0, 0
@@ -220,7 +196,7 @@ def _table(check: _Check, name: str, src, aur, done: list[ChunkRow]) -> TableRes
             point = common_point(pair.source, pair.aurora)
             if unsaved:         # the last chunk's row, written after the point: no side waits for it
                 check.ledger.chunk(check.run_id, *unsaved)
-            got = pair.both(lambda s, sp=(lower, upper): _timed(sums, s, shape, cols, {0: sp}), point)
+            got = pair.both(lambda s, sp=(lower, upper): _timed(span_sums, s, shape, {0: sp}, BATCH, cols), point)
             seconds = max(got[0][1], got[1][1])         # the slower side's own time, not the waits
             (rs, xs), (ra, xa) = got[0][0].get(0, (0, 0)), got[1][0].get(0, (0, 0))
             unsaved = ChunkRow(name, n, lower, upper, rs, ra, (rs, xs) == (ra, xa)), seconds
@@ -265,8 +241,9 @@ def _differing(check: _Check, shape: TableShape, cols: tuple[str, ...], integer:
     if not bad:
         return [], SAME, 0
     pair, ids = check.pair, dict(enumerate(bad))
-    first = pair.both(lambda s: sums(s, shape, cols, ids))
-    still, changing = pair.recheck(first, lambda s, items: sums(s, shape, cols, {i: ids[i] for i in items}),
+    first = pair.both(lambda s: span_sums(s, shape, ids, BATCH, cols))
+    still, changing = pair.recheck(first, lambda s, items: span_sums(s, shape, {i: ids[i] for i in items},
+                                                                     BATCH, cols),
                                    check.opts)
     spans = [ids[i] for i in still]
     src, aur, wide = (_narrow_values if integer else _narrow_walk)(pair, shape, cols, spans)
@@ -290,21 +267,21 @@ def _narrow_values(pair: Pair, shape: TableShape, cols: tuple[str, ...],
                    spans: list[Span]) -> tuple[dict, dict, list[Span]]:
     """Split differing ranges of an integer column until small, then read their rows' CRCs."""
     src, aur, wide = {}, {}, []
-    pending = [value_ends(pair, shape, cols[0], span) for span in spans]
+    pending = [key_ends(pair, shape, span, cols) for span in spans]
     while pending := [(lo, hi) for lo, hi in pending if hi >= lo]:
         if len(src) + len(aur) > FETCH_CAP:
             wide += [((lo,), (hi + 1,)) for lo, hi in pending]
             break
         small = [((lo,), (hi + 1,)) for lo, hi in pending if hi - lo < ROWS_FETCHED]
         if small:
-            a, b = pair.both(lambda s: [span_keys(s, shape, cols, sp) for sp in small])
+            a, b = pair.both(lambda s: [span_rows(s, shape, sp, cols) for sp in small])
             for x, y in zip(a, b):
                 src.update(x)
                 aur.update(y)
         parts = [dict(enumerate(integer_spans(lo, hi, math.ceil((hi - lo + 1) / SPLIT))))
                  for lo, hi in pending if hi - lo >= ROWS_FETCHED]
-        got = pair.both(lambda s: [sums(s, shape, cols, p) for p in parts]) if parts else ([], [])
-        pending = [value_ends(pair, shape, cols[0], p[i]) for p, a, b in zip(parts, *got)
+        got = pair.both(lambda s: [span_sums(s, shape, p, BATCH, cols) for p in parts]) if parts else ([], [])
+        pending = [key_ends(pair, shape, p[i], cols) for p, a, b in zip(parts, *got)
                    for i in sorted(p) if a.get(i) != b.get(i)]
     return src, aur, wide
 
@@ -320,14 +297,14 @@ def _narrow_walk(pair: Pair, shape: TableShape, cols: tuple[str, ...],
             bounds.append(nxt)
             lower = nxt
         pieces = dict(enumerate(zip([span[0], *bounds], [*bounds, span[1]])))
-        a, b = pair.both(lambda s, p=pieces: sums(s, shape, cols, p))
+        a, b = pair.both(lambda s, p=pieces: span_sums(s, shape, p, BATCH, cols))
         for i in sorted(pieces):
             if a.get(i) == b.get(i):
                 continue
             if len(src) + len(aur) > FETCH_CAP:
                 wide.append(pieces[i])
                 continue
-            x, y = pair.both(lambda s, p=pieces[i]: span_keys(s, shape, cols, p))
+            x, y = pair.both(lambda s, p=pieces[i]: span_rows(s, shape, p, cols))
             src.update(x)
             aur.update(y)
     return src, aur, wide

@@ -257,7 +257,9 @@ def schemas(rb: Session) -> list[str]:
 def compare_data(rb: Session, *, target_seconds: float = 0.5, mode: str = "auto", lag_limit_s: float = 0.0,
                  wait_timeout: float = 60.0, progress: bool = True) -> Comparison:
     """A full pass over :func:`schemas`, recorded in the ledger (see :mod:`runbook_lib.checks.consistency.scan`):
-    chunks of ``target_seconds`` on the slower side; ``mode`` auto / fresh / resume; ``lag_limit_s`` above
+    chunks of ``target_seconds`` on the slower side; ``mode`` auto / fresh / resume, or reverify (only the
+    rows written since the latest finished pass, :func:`~runbook_lib.checks.consistency.changes.reverify`,
+    recorded too); ``lag_limit_s`` above
     0: chunks wait while either direction's heartbeat lag is above it (a
     :class:`~runbook_lib.checks.heartbeat.HeartbeatMonitor` of the session, started by the throttle)."""
     throttle = (Throttle(lag_limit=lag_limit_s, monitor=heartbeat.HeartbeatMonitor.for_session(rb))

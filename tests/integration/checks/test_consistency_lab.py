@@ -274,3 +274,19 @@ def test_a_change_to_a_column_of_any_type_is_found(two_way, servers) -> None:
         full = scan.full_check(src, aur, ["ctest_types"], mode="fresh", progress=False, record=False)
         assert [(int(r.first), r.kind) for r in full.tables[0].ranges] == [(i + 1, "changed")
                                                                             for i in range(len(TYPED))]
+
+
+def test_a_composite_key_led_by_an_integer_is_cut_and_narrowed_on_that_integer(two_way, servers) -> None:
+    """full_check cuts (n, tenant) keys by n's value and narrows a differing chunk on n, then row by row."""
+    src, aur = servers
+    with scratch_schema(src, "ctest_ikey"):
+        src.execute("CREATE TABLE ctest_ikey.c (n INT NOT NULL, tenant VARCHAR(8) NOT NULL, v INT NOT NULL, "
+                    "PRIMARY KEY (n, tenant))")
+        src.execute("SET SESSION cte_max_recursion_depth = 20000")
+        src.execute("INSERT INTO ctest_ikey.c WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
+                    "WHERE i < 12000) SELECT i DIV 2, ELT(1 + i % 2, 'acme', 'globex'), i FROM s")
+        two_way.wait_caught_up()
+        assert scan.full_check(src, aur, ["ctest_ikey"], mode="fresh", progress=False, record=False).ok
+        unlogged(aur, "UPDATE ctest_ikey.c SET v = v + 1 WHERE n = 4321 AND tenant = 'globex'")
+        full = scan.full_check(src, aur, ["ctest_ikey"], mode="fresh", progress=False, record=False)
+        assert [(r.first, r.kind) for r in full.tables[0].ranges] == [("(4321, globex)", "changed")]
